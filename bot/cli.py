@@ -1,0 +1,158 @@
+"""The ``carebeacon`` command.
+
+    up       migrate, seed an empty database, run web + workers + scheduler (Ctrl-C stops)
+    demo     run sync → score → alert → delivery once, print a summary, exit
+    migrate  apply pending SQL migrations
+    doctor   check configuration and reach Postgres and Redis
+    reseal   re-encrypt every sealed secret under the first key of CAREBEACON_SEAL_KEYS
+    sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
+    clock    run the scheduler alone (the Procfile's clock process)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from db import SettingError
+from db.migrate import MigrationError
+from db.sealing import Keyring, SealError
+from pipeline import runtime
+from pipeline.logs import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carebeacon", description="Wearable health data: sync, analyse, alert.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", help="run everything: web app, workers, scheduler")
+    up.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port to listen on (default PORT or 8080)")
+    sub.add_parser("demo", help="run the whole flow once and print a summary")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("doctor", help="check configuration and connectivity")
+    sub.add_parser("reseal", help="re-encrypt sealed secrets under the current key")
+    sealkey = sub.add_parser("sealkey", help="print a new CAREBEACON_SEAL_KEYS entry")
+    sealkey.add_argument("--id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="key id (default kYYYYMMDD)")
+    sub.add_parser("clock", help="run the scheduler (one per deployment)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = os.environ
+    try:
+        configure_logging(env)
+        if args.command == "sealkey":
+            print(Keyring.new_entry(args.id))
+            return 0
+        if args.command == "doctor":
+            from bot.doctor import diagnose, report
+
+            checks = diagnose(env)
+            print(report(checks))
+            return 0 if all(c.ok for c in checks) else 1
+        return _with_runtime(env, COMMANDS[args.command], args)
+    except SettingError as exc:
+        print(f"carebeacon: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (MigrationError, SealError) as exc:
+        print(f"carebeacon: {exc}", file=sys.stderr)
+        return 1
+
+
+def _with_runtime(env: os._Environ[str], command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    rt = runtime.start(env)
+    try:
+        for note in rt.services.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return command(args)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        runtime.stop()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from bot.settings import BotSettings
+    from bot.up import serve
+
+    asyncio.run(serve(BotSettings.from_env(os.environ, host=args.host, port=args.port)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bot.demo import DemoFailed, run_demo
+
+    try:
+        summary = asyncio.run(run_demo())
+    except DemoFailed as exc:
+        print(f"carebeacon demo: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    async def go() -> list[str]:
+        pool = await runtime.pool()
+        try:
+            async with pool.acquire() as conn:
+                from db.migrate import migrate
+
+                return await migrate(conn)
+        finally:
+            await runtime.close_pool()
+
+    applied = asyncio.run(go())
+    print(f"applied: {', '.join(applied)}" if applied else "migrations: up to date")
+    return 0
+
+
+def _reseal(args: argparse.Namespace) -> int:
+    async def go() -> dict[str, int]:
+        pool = await runtime.pool()
+        try:
+            async with pool.acquire() as conn:
+                from db.reseal import reseal
+
+                return await reseal(conn, runtime.current().keyring)
+        finally:
+            await runtime.close_pool()
+
+    counts = asyncio.run(go())
+    for column, count in counts.items():
+        print(f"{column}: {count} resealed under {runtime.current().keyring.current_kid!r}")
+    return 0
+
+
+def _clock(args: argparse.Namespace) -> int:
+    async def go() -> None:
+        from pipeline.scheduler import build_scheduler
+
+        scheduler = build_scheduler()
+        scheduler.start()
+        print("scheduler running: sync sweep, daily sync at 03:00 UTC, reconciler", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            await runtime.close_pool()
+
+    asyncio.run(go())
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": _up,
+    "demo": _demo,
+    "migrate": _migrate,
+    "reseal": _reseal,
+    "clock": _clock,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""``carebeacon up``: migrate, seed an empty database, then run the web app, the workers and
+the scheduler in one process until Ctrl-C.
+
+The Procfile runs the same parts as separate processes; here one Dramatiq worker serves
+every queue, which is what a laptop needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from dramatiq import Worker
+
+from bot.app import make_app
+from bot.seed import is_empty, seed_demo
+from bot.settings import BotSettings
+from db.migrate import migrate
+from pipeline import runtime
+
+log = logging.getLogger(__name__)
+
+WORKER_THREADS = 8
+
+
+async def serve(settings: BotSettings) -> None:
+    rt = runtime.current()
+    from pipeline import triggers
+    from pipeline.scheduler import build_scheduler
+
+    pool = await runtime.pool()
+    async with pool.acquire() as conn:
+        applied = await migrate(conn)
+        seeded = await is_empty(conn)
+    demo = await seed_demo(pool, rt.keyring, rt.db.data_dir) if seeded else None
+
+    worker = Worker(rt.broker, worker_threads=WORKER_THREADS)
+    worker.start()
+    scheduler = build_scheduler()
+    scheduler.start()
+    runner = web.AppRunner(make_app(pool, rt.broker), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+        _banner(settings, rt, applied, demo is not None)
+        if demo is not None:
+            await triggers.request_sync(pool, demo.connection_id, "initial")
+        await _until_signalled()
+        print("stopping…", flush=True)
+    finally:
+        scheduler.shutdown(wait=False)
+        await runner.cleanup()
+        await asyncio.to_thread(worker.stop)
+        await runtime.close_pool()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _banner(settings: BotSettings, rt: runtime.Runtime, applied: list[str], seeded: bool) -> None:
+    embedded = rt.services.embedded
+    where = f"embedded, data in {rt.db.data_dir}" if embedded else "configured URL"
+    lines = [
+        "CareBeacon is up",
+        f"  web        {settings.public_url}  (health /healthz, readiness /readyz)",
+        f"  postgres   {'embedded' if embedded and embedded.database_url else 'DATABASE_URL'} ({where})",
+        f"  redis      {'embedded' if embedded and embedded.redis_url else 'REDIS_URL'}",
+        f"  workers    {WORKER_THREADS} threads on queues {', '.join(sorted(rt.broker.get_declared_queues()))}",
+        "  scheduler  sync sweep, daily sync at 03:00 UTC, reconciler every 30 s",
+        f"  migrations {', '.join(applied) if applied else 'up to date'}",
+        *(f"  note       {note}" for note in rt.services.notes),
+    ]
+    if seeded:
+        lines.append("  demo       seeded tenant 'demo' (simulator patient, console channel); first sync enqueued")
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,22 @@
+"""Channel kinds by name.  Adding a channel means one module and one line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.base import Channel
+from channels.console import Console
+from channels.errors import ConfigError
+
+CHANNELS: dict[str, type[Channel]] = {
+    Console.kind: Console,
+}
+
+
+def build_channel(kind: str, config: dict[str, Any]) -> Channel:
+    """Raises ConfigError for an unknown kind or an invalid config."""
+    try:
+        cls = CHANNELS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown channel kind {kind!r}; known: {', '.join(sorted(CHANNELS))}") from None
+    return cls.parse_config(config)

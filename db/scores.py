@@ -1,0 +1,23 @@
+"""Health scores: one row per user, local day and domain."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+
+async def upsert(
+    conn: asyncpg.Connection, user_id: int, day: date, domain: str, value: float, contributors: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO health_scores (user_id, day, domain, score, contributors) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (user_id, day, domain) DO UPDATE"
+        " SET score = excluded.score, contributors = excluded.contributors, computed_at = now()",
+        user_id,
+        day,
+        domain,
+        value,
+        contributors,
+    )

@@ -1,0 +1,111 @@
+"""What a pipeline process holds: its settings, its servers, its broker, a pool per event loop.
+
+Dramatiq binds an actor to a broker when the actor is declared, at import time, before the
+process knows its Redis URL.  So actors are declared on ``DECLARED`` (a stub broker that only
+holds them) and ``start(env)`` moves every one onto the real broker.  Pools are created
+lazily on the event loop that asks for one (the Dramatiq AsyncIO thread, or the web app's
+loop) and closed on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import asyncpg
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
+
+from db import DbSettings, Keyring, Services, create_pool, open_services
+from db.env import Env
+from pipeline.settings import PipelineSettings
+
+
+@dataclass
+class Runtime:
+    db: DbSettings
+    settings: PipelineSettings
+    services: Services
+    broker: RedisBroker
+    pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = field(default_factory=dict)
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.services.keyring
+
+
+_runtime: Runtime | None = None
+DECLARED = StubBroker()
+
+
+class ClosePools(Middleware):
+    """Closes the worker loop's pool before the AsyncIO middleware stops that loop."""
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from dramatiq.asyncio import get_event_loop_thread
+
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(close_pool())
+
+
+def start(env: Env) -> Runtime:
+    """Read settings, open (or attach to) the servers and install the broker.  Raises SettingError."""
+    global _runtime
+    if _runtime is not None:
+        return _runtime
+    db_settings = DbSettings.from_env(env)
+    settings = PipelineSettings.from_env(env)
+    services = open_services(db_settings, settings.redis_url)
+    broker = RedisBroker(url=services.redis_url)
+    # Added, not passed as middleware=[...]: that would replace Retries, TimeLimit and the rest.
+    broker.add_middleware(AsyncIO())
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(ClosePools())
+    dramatiq.set_broker(broker)
+    _runtime = Runtime(db_settings, settings, services, broker)
+    bind_actors()
+    return _runtime
+
+
+def bind_actors() -> None:
+    """Move the actors declared so far onto the running broker (a no-op before ``start``)."""
+    if _runtime is None:
+        return
+    for actor in DECLARED.actors.values():
+        actor.broker = _runtime.broker
+        _runtime.broker.declare_actor(actor)
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("pipeline.runtime.start() has not run in this process")
+    return _runtime
+
+
+async def pool() -> asyncpg.Pool:
+    runtime = current()
+    loop = asyncio.get_running_loop()
+    if loop not in runtime.pools:
+        runtime.pools[loop] = await create_pool(runtime.services.database_url, max_size=runtime.db.pool_max)
+    return runtime.pools[loop]
+
+
+async def close_pool() -> None:
+    """Close the pool of the running loop, if it has one."""
+    if _runtime is not None:
+        found = _runtime.pools.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found.close()
+
+
+def stop() -> None:
+    """Close the broker and release the servers.  Pools must be closed on their loops first."""
+    global _runtime
+    if _runtime is None:
+        return
+    _runtime.broker.close()
+    _runtime.services.close()
+    _runtime = None

@@ -1,0 +1,111 @@
+"""Real servers for the whole suite.
+
+PostgreSQL and Redis come from CAREBEACON_TEST_DATABASE_URL / CAREBEACON_TEST_REDIS_URL when
+set (``.ci/run`` sets them when local servers answer), otherwise from the embedded servers
+under a temporary directory.  Each session works in fresh databases it creates and drops,
+and in Redis database numbers of its own, so it never touches anyone's data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+
+from db.embedded import EmbeddedServices
+from db.sealing import Keyring
+
+# Redis database numbers: 1 for in-process pipeline tests, 2 and up for subprocess tests.
+PIPELINE_REDIS_DB = 1
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str
+    redis_url: str
+
+    def database(self, name: str) -> str:
+        parts = urlsplit(self.database_url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+    def redis(self, number: int) -> str:
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            query = dict(parse_qsl(parts.query)) | {"db": str(number)}
+            return f"unix://{parts.path}?{urlencode(query)}"  # urlunsplit drops the empty host's "//"
+        return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    database_url = os.environ.get("CAREBEACON_TEST_DATABASE_URL")
+    redis_url = os.environ.get("CAREBEACON_TEST_REDIS_URL")
+    embedded = None
+    if not database_url or not redis_url:
+        embedded = EmbeddedServices(tmp_path_factory.mktemp("embedded")).start(
+            postgres=not database_url, redis=not redis_url
+        )
+    yield Servers(database_url or embedded.database_url, redis_url or embedded.redis_url)  # type: ignore[union-attr]
+    if embedded is not None:
+        embedded.close()
+
+
+class Databases:
+    """Creates uniquely named databases and drops them at the end of the session."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.servers = servers
+        self.created: list[str] = []
+
+    async def create(self) -> str:
+        name = f"cb_test_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(self.servers.database_url)
+        try:
+            await conn.execute(f"CREATE DATABASE {name}")
+        finally:
+            await conn.close()
+        self.created.append(name)
+        return self.servers.database(name)
+
+    async def drop_all(self) -> None:
+        conn = await asyncpg.connect(self.servers.database_url)
+        try:
+            for name in self.created:
+                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def databases(servers: Servers) -> AsyncIterator[Databases]:
+    found = Databases(servers)
+    yield found
+    await found.drop_all()
+
+
+@pytest.fixture
+async def fresh_db(databases: Databases) -> str:
+    """The URL of a new, empty database."""
+    return await databases.create()
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    return Keyring.parse(Keyring.new_entry("test"))
+
+
+def flushed_redis(url: str) -> str:
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
