@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -11,12 +12,14 @@ from dramatiq.brokers.redis import RedisBroker
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool", asyncpg.Pool)
 BROKER: web.AppKey[RedisBroker] = web.AppKey("broker", RedisBroker)
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Errors leave as ``{"error": {code, message}}``; an unexpected one is logged, never echoed."""
     try:
         return await handler(request)
@@ -52,7 +55,9 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:  # redis-py raises its own tree and OSError alike
         checks["redis"] = f"unreachable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
+    )
 
 
 def make_app(pool: asyncpg.Pool, broker: RedisBroker) -> web.Application:

@@ -1,12 +1,13 @@
 """The ``carebeacon`` command.
 
-    up       migrate, seed an empty database, run web + workers + scheduler (Ctrl-C stops)
-    demo     run sync → score → alert → delivery once, print a summary, exit
-    migrate  apply pending SQL migrations
-    doctor   check configuration and reach Postgres and Redis
-    reseal   re-encrypt every sealed secret under the first key of CAREBEACON_SEAL_KEYS
-    sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
-    clock    run the scheduler alone (the Procfile's clock process)
+up       migrate, seed an empty database, run web + workers + scheduler (Ctrl-C stops)
+web      run the web app alone (the Procfile's web process)
+demo     run sync → score → alert → delivery once, print a summary, exit
+migrate  apply pending SQL migrations
+doctor   check configuration and reach Postgres and Redis
+reseal   re-encrypt every sealed secret under the first key of CAREBEACON_SEAL_KEYS
+sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
+clock    run the scheduler alone (the Procfile's clock process)
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run everything: web app, workers, scheduler")
     up.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
     up.add_argument("--port", type=int, help="port to listen on (default PORT or 8080)")
+    web = sub.add_parser("web", help="run the web app alone")
+    web.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
+    web.add_argument("--port", type=int, help="port to listen on (default PORT or 8080)")
     sub.add_parser("demo", help="run the whole flow once and print a summary")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("doctor", help="check configuration and connectivity")
@@ -81,6 +85,14 @@ def _up(args: argparse.Namespace) -> int:
     from bot.up import serve
 
     asyncio.run(serve(BotSettings.from_env(os.environ, host=args.host, port=args.port)))
+    return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from bot.settings import BotSettings
+    from bot.up import serve_web
+
+    asyncio.run(serve_web(BotSettings.from_env(os.environ, host=args.host, port=args.port)))
     return 0
 
 
@@ -148,6 +160,7 @@ def _clock(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": _up,
+    "web": _web,
     "demo": _demo,
     "migrate": _migrate,
     "reseal": _reseal,

@@ -49,7 +49,7 @@ class Summary:
         return "\n".join(lines)
 
 
-async def run_demo(timeout: float = 120.0) -> Summary:
+async def run_demo(timeout: float = 60.0) -> Summary:
     """Raises DemoFailed when a stage fails or does not finish within ``timeout`` seconds."""
     rt = runtime.current()
     from pipeline import triggers
@@ -76,8 +76,17 @@ async def run_demo(timeout: float = 120.0) -> Summary:
             await _wait(pool, "SELECT analysed_at IS NOT NULL FROM sync_runs WHERE id = $1", run_id,
                         started + timeout, "analytics")  # fmt: skip
             bar.update()
-            await _wait(pool, "SELECT NOT EXISTS (SELECT 1 FROM alerts WHERE user_id = $1 AND routed_at IS NULL)",
+            await _wait(pool, "SELECT NOT EXISTS (SELECT 1 FROM alerts WHERE user_id = $1 AND routed_at IS NULL)"
+                              " OR EXISTS (SELECT 1 FROM notification_logs l JOIN alerts a ON a.id = l.alert_id"
+                              "            WHERE a.user_id = $1 AND l.status = 'failed')",
                         demo.user_id, started + timeout, "delivery")  # fmt: skip
+            failure = await pool.fetchval(
+                "SELECT l.detail FROM notification_logs l JOIN alerts a ON a.id = l.alert_id"
+                " WHERE a.user_id = $1 AND l.status = 'failed' ORDER BY l.id LIMIT 1",
+                demo.user_id,
+            )
+            if failure is not None:
+                raise DemoFailed(f"an alert delivery failed: {failure}")
             bar.update()
         return await _summary(pool, demo, run, time.monotonic() - started)
     finally:

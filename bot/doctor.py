@@ -27,7 +27,11 @@ class Check:
 def diagnose(env: Env) -> list[Check]:
     checks: list[Check] = []
     parsed: dict[str, object] = {}
-    for name, reader in (("bot", BotSettings.from_env), ("db", DbSettings.from_env), ("pipeline", PipelineSettings.from_env)):
+    for name, reader in (
+        ("bot", BotSettings.from_env),
+        ("db", DbSettings.from_env),
+        ("pipeline", PipelineSettings.from_env),
+    ):
         try:
             parsed[name] = reader(env)
             checks.append(Check(f"settings: {name}", True, "valid"))
@@ -39,12 +43,24 @@ def diagnose(env: Env) -> list[Check]:
     try:
         services = open_services(db_settings, pipeline_settings.redis_url)
     except SettingError as exc:
-        return [*checks, Check("seal keys", False, str(exc), "run `carebeacon sealkey` and set CAREBEACON_SEAL_KEYS")]
+        return [
+            *checks,
+            Check("seal keys", False, str(exc), "run `carebeacon sealkey` and set CAREBEACON_SEAL_KEYS"),
+        ]
     except Exception as exc:
-        return [*checks, Check("embedded servers", False, f"could not start: {exc}", "check the data directory")]
+        return [
+            *checks,
+            Check("embedded servers", False, f"could not start: {exc}", "check the data directory"),
+        ]
     try:
         mode = "embedded" if services.embedded else "configured"
-        checks.append(Check("seal keys", True, f"{len(services.keyring.keys)} key(s), sealing with {services.keyring.current_kid!r}"))
+        checks.append(
+            Check(
+                "seal keys",
+                True,
+                f"{len(services.keyring.keys)} key(s), sealing with {services.keyring.current_kid!r}",
+            )
+        )
         checks += asyncio.run(_postgres(services.database_url, mode, [kid for kid, _ in services.keyring.keys]))
         checks.append(_redis(services.redis_url, mode))
     finally:
@@ -56,21 +72,35 @@ async def _postgres(url: str, mode: str, kids: list[str]) -> list[Check]:
     try:
         conn = await asyncpg.connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        return [Check("postgres", False, f"unreachable ({type(exc).__name__}: {exc})", "start PostgreSQL or fix DATABASE_URL")]
+        return [
+            Check(
+                "postgres",
+                False,
+                f"unreachable ({type(exc).__name__}: {exc})",
+                "start PostgreSQL or fix DATABASE_URL",
+            )
+        ]
     try:
         version = await conn.fetchval("SHOW server_version")
         checks = [Check("postgres", True, f"{mode}, PostgreSQL {version}")]
         todo = await pending(conn)
-        checks.append(Check("migrations", not todo, f"{len(todo)} pending: {', '.join(todo)}" if todo else "up to date",
-                            "run `carebeacon migrate`" if todo else ""))  # fmt: skip
-        if not todo:
-            unknown: set[str] = set()
-            for table, column in SEALED_COLUMNS:
-                rows = await conn.fetch(f"SELECT DISTINCT split_part({column}, '.', 2) AS kid FROM {table} WHERE {column} IS NOT NULL")
-                unknown |= {r["kid"] for r in rows} - set(kids)
-            checks.append(Check("sealed values", not unknown,
-                                f"sealed with keys not configured: {sorted(unknown)}" if unknown else "all open with the configured keys",
-                                "add the missing keys to CAREBEACON_SEAL_KEYS, then `carebeacon reseal`" if unknown else ""))  # fmt: skip
+        if todo:
+            checks.append(
+                Check("migrations", False, f"{len(todo)} pending: {', '.join(todo)}", "run `carebeacon migrate`")
+            )
+            return checks
+        checks.append(Check("migrations", True, "up to date"))
+        unknown: set[str] = set()
+        for table, column in SEALED_COLUMNS:
+            rows = await conn.fetch(
+                f"SELECT DISTINCT split_part({column}, '.', 2) AS kid FROM {table} WHERE {column} IS NOT NULL"
+            )
+            unknown |= {r["kid"] for r in rows} - set(kids)
+        if unknown:
+            fix = "add the missing keys to CAREBEACON_SEAL_KEYS, then `carebeacon reseal`"
+            checks.append(Check("sealed values", False, f"sealed with keys not configured: {sorted(unknown)}", fix))
+        else:
+            checks.append(Check("sealed values", True, "all open with the configured keys"))
         return checks
     finally:
         await conn.close()

@@ -8,9 +8,12 @@ every queue, which is what a laptop needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 from dramatiq import Worker
 
@@ -26,6 +29,7 @@ WORKER_THREADS = 8
 
 
 async def serve(settings: BotSettings) -> None:
+    """Everything in one process, until SIGINT or SIGTERM."""
     rt = runtime.current()
     from pipeline import triggers
     from pipeline.scheduler import build_scheduler
@@ -40,21 +44,39 @@ async def serve(settings: BotSettings) -> None:
     worker.start()
     scheduler = build_scheduler()
     scheduler.start()
-    runner = web.AppRunner(make_app(pool, rt.broker), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
     try:
-        await site.start()
-        _banner(settings, rt, applied, demo is not None)
-        if demo is not None:
-            await triggers.request_sync(pool, demo.connection_id, "initial")
-        await _until_signalled()
-        print("stopping…", flush=True)
+        async with _web(settings, pool):
+            _banner(settings, rt, applied, demo is not None)
+            if demo is not None:
+                await triggers.request_sync(pool, demo.connection_id, "initial")
+            await _until_signalled()
+            print("stopping…", flush=True)
     finally:
         scheduler.shutdown(wait=False)
-        await runner.cleanup()
         await asyncio.to_thread(worker.stop)
         await runtime.close_pool()
+
+
+async def serve_web(settings: BotSettings) -> None:
+    """The web app alone (the Procfile's web process); migrations are the release step's job."""
+    pool = await runtime.pool()
+    try:
+        async with _web(settings, pool):
+            print(f"web app on {settings.public_url}", flush=True)
+            await _until_signalled()
+    finally:
+        await runtime.close_pool()
+
+
+@contextlib.asynccontextmanager
+async def _web(settings: BotSettings, pool: asyncpg.Pool) -> AsyncIterator[None]:
+    runner = web.AppRunner(make_app(pool, runtime.current().broker), handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def _until_signalled() -> None:

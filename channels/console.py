@@ -65,6 +65,7 @@ class Console(Channel):
         if self.config.path is not None:
             try:
                 # A local append of one short line: not worth a thread hop.
+                self.config.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.config.path.open("a") as sink:
                     sink.write(json.dumps(message.payload) + "\n")
             except OSError as exc:

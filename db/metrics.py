@@ -49,7 +49,11 @@ RETURNING (xmax = 0) AS inserted
 
 
 async def upsert(
-    conn: asyncpg.Connection, user_id: int, provider: str, connection_id: int | None, readings: Sequence[Reading]
+    conn: asyncpg.Connection,
+    user_id: int,
+    provider: str,
+    connection_id: int | None,
+    readings: Sequence[Reading],
 ) -> UpsertCounts:
     """Write one batch.  Within a batch the last reading for a key wins (Postgres refuses two in one statement)."""
     latest = {(r.metric, r.recorded_at): r for r in readings}
@@ -66,15 +70,17 @@ async def upsert(
         [r.value for r in batch],
         [r.unit for r in batch],
     )
+    # xmax is 0 only on a freshly inserted tuple: the usual way to tell inserts from updates.
     inserted = sum(1 for row in rows if row["inserted"])
-    return UpsertCounts(inserted, len(rows) - inserted, len(batch) - len(rows))
+    # Unchanged includes readings superseded inside the batch, so every reading is counted once.
+    return UpsertCounts(inserted, len(rows) - inserted, len(readings) - len(rows))
 
 
 async def latest(conn: asyncpg.Connection, user_id: int, since: datetime) -> list[Reading]:
-    """Readings recorded at or after ``since``, oldest first."""
+    """Readings recorded at or after ``since``, from every provider, ordered by time then metric."""
     rows = await conn.fetch(
         "SELECT metric, recorded_at, value, unit FROM metrics WHERE user_id = $1 AND recorded_at >= $2"
-        " ORDER BY recorded_at",
+        " ORDER BY recorded_at, metric, provider",
         user_id,
         since,
     )

@@ -28,7 +28,13 @@ class ChannelRow:
 
 
 async def create_channel(
-    conn: asyncpg.Connection, keyring: Keyring, *, tenant_id: int, kind: str, label: str, config: dict[str, Any]
+    conn: asyncpg.Connection,
+    keyring: Keyring,
+    *,
+    tenant_id: int,
+    kind: str,
+    label: str,
+    config: dict[str, Any],
 ) -> int:
     # The id comes first because the sealed config is bound to it.
     channel_id: int = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('notification_channels', 'id'))")

@@ -31,6 +31,9 @@ from db.env import SettingError
 
 PREFIX = "cb1"
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# 32 bytes in standard or URL-safe base64: 43 characters and an optional pad.  Checked before
+# decoding, because a lenient decoder would accept a key with a second entry glued to it.
+_KEY = re.compile(r"^[A-Za-z0-9+/_-]{43}=?$")
 _NONCE_BYTES = 12
 KEYS_VARIABLE = "CAREBEACON_SEAL_KEYS"
 _EXPECTED = "comma-separated id:base64key entries (id of letters, digits, - or _; key of 32 bytes)"
@@ -61,10 +64,9 @@ class Keyring:
             kid, sep, encoded = entry.partition(":")
             if not sep or not _KID.match(kid) or any(kid == seen for seen, _ in keys):
                 raise SettingError(name, _EXPECTED, f"entry {index + 1} with a bad or repeated id")
-            try:
-                key = base64.urlsafe_b64decode(encoded.replace("+", "-").replace("/", "_") + "==")
-            except (binascii.Error, ValueError):
-                key = b""
+            key = b""
+            if _KEY.match(encoded):
+                key = base64.urlsafe_b64decode(encoded.replace("+", "-").replace("/", "_").rstrip("=") + "=")
             if len(key) != 32:
                 raise SettingError(name, _EXPECTED, f"entry {kid!r} whose key is not 32 bytes of base64")
             keys.append((kid, key))

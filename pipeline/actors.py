@@ -8,11 +8,13 @@ Actors are declared on ``runtime.DECLARED`` and moved onto the real broker by
 from __future__ import annotations
 
 import logging
+
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from channels import PermanentDeliveryError, TransientDeliveryError, route_alert
 from db import sync_runs
+from db.sealing import SealError
 from pipeline import runtime
 from pipeline.analytics import analyse_run
 from pipeline.errors import PermanentSyncError, TransientSyncError
@@ -31,14 +33,15 @@ SYNC_RETRIES = 5
     min_backoff=5_000,
     max_backoff=600_000,
     time_limit=15 * 60_000,
-    throws=(PermanentSyncError,),
+    throws=(PermanentSyncError, SealError),
 )
 async def sync(run_id: int) -> None:
     rt = runtime.current()
     pool = await runtime.pool()
     try:
         outcome = await run_sync(pool, rt.keyring, rt.settings, run_id)
-    except PermanentSyncError as exc:
+    except (PermanentSyncError, SealError) as exc:
+        # A token that will not open is a key problem (see `carebeacon doctor`), not a flaky peer.
         async with pool.acquire() as conn:
             await sync_runs.finish(conn, run_id, "failed", str(exc))
         log.warning("sync run %s failed permanently: %s", run_id, exc)

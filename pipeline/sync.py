@@ -78,10 +78,10 @@ async def run_sync(pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSetti
     batch: list[Reading] = []
     async for reading in provider.fetch(tokens, window, connection.settings):
         received += 1
-        reason = vocabulary.problem(reading, window.start, window.end)
-        if reason is not None:
+        problem = vocabulary.problem(reading, window.start, window.end)
+        if problem is not None:
             invalid += 1
-            log.warning("sync run %s connection %s: skipped a reading: %s", run_id, connection.id, reason)
+            log.warning("sync run %s connection %s: skipped a reading: %s", run_id, connection.id, problem)
             continue
         batch.append(reading)
         if len(batch) >= BATCH_SIZE:

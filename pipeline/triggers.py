@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import dramatiq
@@ -19,7 +20,7 @@ from pipeline import actors
 log = logging.getLogger(__name__)
 
 
-def enqueue(actor: dramatiq.Actor, *args: int) -> bool:
+def enqueue(actor: dramatiq.Actor[..., Any], *args: int) -> bool:
     """Send a message; False (logged) when the broker is unreachable and the reconciler must do it."""
     try:
         actor.send(*args)

@@ -1,4 +1,4 @@
-"""Real servers for the whole suite.
+"""Real servers for the whole suite, and one pipeline runtime with a real Dramatiq worker.
 
 PostgreSQL and Redis come from CAREBEACON_TEST_DATABASE_URL / CAREBEACON_TEST_REDIS_URL when
 set (``.ci/run`` sets them when local servers answer), otherwise from the embedded servers
@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import dramatiq
 import pytest
 import redis
 
 from db.embedded import EmbeddedServices
+from db.migrate import migrate
 from db.sealing import Keyring
+from pipeline import runtime
 
 # Redis database numbers: 1 for in-process pipeline tests, 2 and up for subprocess tests.
 PIPELINE_REDIS_DB = 1
@@ -49,12 +54,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     redis_url = os.environ.get("CAREBEACON_TEST_REDIS_URL")
     embedded = None
     if not database_url or not redis_url:
-        embedded = EmbeddedServices(tmp_path_factory.mktemp("embedded")).start(
-            postgres=not database_url, redis=not redis_url
-        )
+        scratch = Path(tempfile.mkdtemp(prefix="cb-test-servers-"))
+        scratch.chmod(0o755)
+        embedded = EmbeddedServices(scratch).start(postgres=not database_url, redis=not redis_url)
     yield Servers(database_url or embedded.database_url, redis_url or embedded.redis_url)  # type: ignore[union-attr]
     if embedded is not None:
         embedded.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Databases:
@@ -107,5 +113,60 @@ def flushed_redis(url: str) -> str:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def workdir() -> Iterator[Path]:
+    """A scratch directory outside pytest's own tree.
+
+    As root, the embedded PostgreSQL runs as an unprivileged user that must traverse every
+    parent directory; pytest keeps its tree at mode 0700 and resets it when a session starts.
+    """
+    path = Path(tempfile.mkdtemp(prefix="cb-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def data_dir(workdir: Path) -> Path:
+    return workdir / "data"
+
+
+@pytest.fixture(scope="session")
+async def pipeline_runtime(
+    servers: Servers, databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[runtime.Runtime]:
+    database_url = await databases.create()
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": flushed_redis(servers.redis(PIPELINE_REDIS_DB)),
+        "CAREBEACON_SEAL_KEYS": Keyring.new_entry("pipeline"),
+        "CAREBEACON_DATA_DIR": str(tmp_path_factory.mktemp("pipeline-data")),
+    }
+    rt = runtime.start(env)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    import pipeline.actors  # noqa: F401  (declares the actors on this runtime's broker)
+
+    yield rt
+    await runtime.close_pool()
+    runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(pipeline_runtime: runtime.Runtime) -> Iterator[dramatiq.Worker]:
+    found = dramatiq.Worker(pipeline_runtime.broker, worker_timeout=100, worker_threads=4)
+    found.start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+async def pool(pipeline_runtime: runtime.Runtime) -> asyncpg.Pool:
+    return await runtime.pool()
+
+
+@pytest.fixture
+def alert_file(tmp_path: Path) -> Path:
+    return tmp_path / "alerts.jsonl"

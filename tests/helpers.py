@@ -54,7 +54,12 @@ async def make_patient(
             settings={"seed": tenant, "anomalies": anomalies or []},
         )
         channel_id = await notifications.create_channel(
-            conn, keyring, tenant_id=tenant_id, kind="console", label="file", config={"path": str(alert_file), "stdout": False}
+            conn,
+            keyring,
+            tenant_id=tenant_id,
+            kind="console",
+            label="file",
+            config={"path": str(alert_file), "stdout": False},
         )
         await notifications.create_rule(
             conn, tenant_id=tenant_id, channel_id=channel_id, name="all", min_severity=min_severity

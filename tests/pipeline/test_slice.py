@@ -30,7 +30,9 @@ async def _finished(pool: asyncpg.Pool, run_id: int) -> asyncpg.Record:
 
 async def _routed(pool: asyncpg.Pool, user_id: int) -> None:
     async def check() -> bool:
-        return bool(await pool.fetchval("SELECT bool_and(routed_at IS NOT NULL) FROM alerts WHERE user_id = $1", user_id))
+        return bool(
+            await pool.fetchval("SELECT bool_and(routed_at IS NOT NULL) FROM alerts WHERE user_id = $1", user_id)
+        )
 
     await eventually(check, what="alerts routed")
 
@@ -52,7 +54,11 @@ async def test_anomaly_is_synced_scored_alerted_and_delivered_once(
     score = await pool.fetchrow("SELECT * FROM health_scores WHERE user_id = $1 AND domain = 'cardio'", user_id)
     assert score["score"] == 0  # 118 bpm: 100·clip01((100 − 118)/40) = 0
     alert = await pool.fetchrow("SELECT * FROM alerts WHERE user_id = $1", user_id)
-    assert (alert["severity"], alert["metric"], alert["observed_value"]) == ("warning", "resting_heart_rate", 118)
+    assert (alert["severity"], alert["metric"], alert["observed_value"]) == (
+        "warning",
+        "resting_heart_rate",
+        118,
+    )
     logs = await pool.fetch("SELECT * FROM notification_logs WHERE alert_id = $1", alert["id"])
     assert [(r["channel_id"], r["attempt"], r["status"]) for r in logs] == [(channel_id, 1, "delivered")]
     delivered = [json.loads(line) for line in alert_file.read_text().splitlines()]
@@ -127,7 +133,8 @@ async def test_a_rule_above_the_alert_severity_sends_nothing(
 
     assert await pool.fetchval("SELECT count(*) FROM alerts WHERE user_id = $1", user_id) == 1
     logs = await pool.fetchval(
-        "SELECT count(*) FROM notification_logs l JOIN alerts a ON a.id = l.alert_id WHERE a.user_id = $1", user_id
+        "SELECT count(*) FROM notification_logs l JOIN alerts a ON a.id = l.alert_id WHERE a.user_id = $1",
+        user_id,
     )
     assert logs == 0
     assert not alert_file.exists()
