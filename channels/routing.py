@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from channels.base import DeliveryStatus
+from channels.base import Delivery, DeliveryStatus
 from channels.errors import ConfigError, TransientDeliveryError
 from channels.registry import build_channel
 from db import alerts, notifications
@@ -57,16 +57,15 @@ async def route_alert(pool: asyncpg.Pool, keyring: Keyring, alert_id: int) -> Ro
         try:
             channel = build_channel(target.kind, target.config(keyring))
             outcome = await channel.send(channel.render(alert))
-            status, detail = outcome.status, outcome.detail
         except (ConfigError, SealError) as exc:
-            status, detail = DeliveryStatus.PERMANENT, str(exc)
+            outcome = Delivery(DeliveryStatus.PERMANENT, str(exc))
         async with pool.acquire() as conn:
-            logged = "delivered" if status is DeliveryStatus.DELIVERED else "failed"
-            await notifications.finish_attempt(conn, log_id, logged, detail)
-        log.info("alert %s channel %s attempt log %s: %s", alert.id, target.id, log_id, status.value)
-        if status is DeliveryStatus.DELIVERED:
+            logged = "delivered" if outcome.status is DeliveryStatus.DELIVERED else "failed"
+            await notifications.finish_attempt(conn, log_id, logged, outcome.detail)
+        log.info("alert %s channel %s attempt log %s: %s", alert.id, target.id, log_id, outcome.status.value)
+        if outcome.status is DeliveryStatus.DELIVERED:
             delivered += 1
-        elif status is DeliveryStatus.TRANSIENT:
+        elif outcome.status is DeliveryStatus.TRANSIENT:
             retry_after.append(outcome.retry_after or 0.0)
         else:
             failed += 1
@@ -74,5 +73,5 @@ async def route_alert(pool: asyncpg.Pool, keyring: Keyring, alert_id: int) -> Ro
     if retry_after:
         raise TransientDeliveryError(f"alert {alert.id}: {len(retry_after)} channel(s) to retry", max(retry_after))
     async with pool.acquire() as conn:
-        await alerts.mark_notified(conn, alert.id)
+        await alerts.mark_routed(conn, alert.id)
     return RoutingReport(alert.id, delivered, skipped, failed)

@@ -73,7 +73,7 @@ async def get(conn: asyncpg.Connection, alert_id: int) -> Alert | None:
     return Alert(**dict(row)) if row else None
 
 
-async def mark_notified(conn: asyncpg.Connection, alert_id: int) -> None:
+async def mark_routed(conn: asyncpg.Connection, alert_id: int) -> None:
     await conn.execute("UPDATE alerts SET routed_at = now() WHERE id = $1 AND routed_at IS NULL", alert_id)
 
 
