@@ -40,6 +40,9 @@ async def serve(settings: BotSettings) -> None:
         seeded = await is_empty(conn)
     demo = await seed_demo(pool, rt.keyring, rt.db.data_dir) if seeded else None
 
+    if demo is not None:
+        # Before the scheduler starts, so its first sweep sees this run open and adds none.
+        await triggers.request_sync(pool, demo.connection_id, "initial")
     worker = Worker(rt.broker, worker_threads=WORKER_THREADS)
     worker.start()
     scheduler = build_scheduler()
@@ -47,8 +50,6 @@ async def serve(settings: BotSettings) -> None:
     try:
         async with _web(settings, pool):
             _banner(settings, rt, applied, demo is not None)
-            if demo is not None:
-                await triggers.request_sync(pool, demo.connection_id, "initial")
             await _until_signalled()
             print("stopping…", flush=True)
     finally:
@@ -89,16 +90,15 @@ async def _until_signalled() -> None:
 
 def _banner(settings: BotSettings, rt: runtime.Runtime, applied: list[str], seeded: bool) -> None:
     embedded = rt.services.embedded
-    where = f"embedded, data in {rt.db.data_dir}" if embedded else "configured URL"
+    local = f"embedded, data in {rt.db.data_dir}"
     lines = [
         "CareBeacon is up",
         f"  web        {settings.public_url}  (health /healthz, readiness /readyz)",
-        f"  postgres   {'embedded' if embedded and embedded.database_url else 'DATABASE_URL'} ({where})",
-        f"  redis      {'embedded' if embedded and embedded.redis_url else 'REDIS_URL'}",
+        f"  postgres   {local if embedded and embedded.database_url else 'DATABASE_URL'}",
+        f"  redis      {local if embedded and embedded.redis_url else 'REDIS_URL'}",
         f"  workers    {WORKER_THREADS} threads on queues {', '.join(sorted(rt.broker.get_declared_queues()))}",
         "  scheduler  sync sweep, daily sync at 03:00 UTC, reconciler every 30 s",
         f"  migrations {', '.join(applied) if applied else 'up to date'}",
-        *(f"  note       {note}" for note in rt.services.notes),
     ]
     if seeded:
         lines.append("  demo       seeded tenant 'demo' (simulator patient, console channel); first sync enqueued")

@@ -131,8 +131,9 @@ async def test_up_shows_a_sync_a_score_and_a_delivery_serves_health_and_stops_on
     workdir: Path, servers: Servers, databases: Databases
 ) -> None:
     port = free_port()
+    database_url = await databases.create()
     env = BARE_ENV | {
-        "DATABASE_URL": await databases.create(),
+        "DATABASE_URL": database_url,
         "REDIS_URL": flushed_redis(servers.redis(3)),
         "CAREBEACON_SEAL_KEYS": Keyring.new_entry("up"),
     }
@@ -168,6 +169,13 @@ async def test_up_shows_a_sync_a_score_and_a_delivery_serves_health_and_stops_on
             async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
                 assert ready.status == 200
                 assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok"}
+
+        # The start-up sweep saw the initial run and did not add a second one.
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM sync_runs") == 1
+        finally:
+            await conn.close()
 
         proc.send_signal(signal.SIGINT)
         assert await asyncio.to_thread(proc.wait, 30) == 0

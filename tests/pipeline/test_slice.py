@@ -151,3 +151,26 @@ async def test_an_inactive_connection_is_skipped_with_its_reason(
 
     assert (run["status"], run["error"]) == ("skipped", "connection is revoked")
     assert await pool.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
+
+
+async def test_a_channel_whose_secret_will_not_open_fails_permanently_and_is_logged_once(
+    pool: asyncpg.Pool, worker: dramatiq.Worker, alert_file: Path
+) -> None:
+    keyring = runtime.current().keyring
+    _, user_id, connection_id, channel_id = await make_patient(
+        pool, keyring, tenant="moved", alert_file=alert_file, anomalies=TACHYCARDIA
+    )
+    # A sealed config copied in from another row: bound to that row, so it must not open here.
+    foreign = keyring.seal_json({}, table="notification_channels", column="config_sealed", row_id=channel_id + 1000)
+    await pool.execute("UPDATE notification_channels SET config_sealed = $2 WHERE id = $1", channel_id, foreign)
+
+    await _finished(pool, await request_sync(pool, connection_id, "manual"))
+    await _routed(pool, user_id)
+
+    logs = await pool.fetch(
+        "SELECT l.status, l.detail FROM notification_logs l JOIN alerts a ON a.id = l.alert_id WHERE a.user_id = $1",
+        user_id,
+    )
+    assert [r["status"] for r in logs] == ["failed"]
+    assert logs[0]["detail"].endswith("failed to open: tampered, or sealed for another row")
+    assert not alert_file.exists()
