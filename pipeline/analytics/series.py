@@ -1,0 +1,54 @@
+"""Daily series: the shape every analytics engine takes.
+
+A series is one metric's value per local day: ``days`` is ``datetime64[D]`` ascending and
+unique, ``values`` is float64 of the same length.  A day with no reading is simply absent
+(engines that need a regular grid call ``on_grid``), and NaN never appears in ``values``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Days = npt.NDArray[np.datetime64]
+Values = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class DailySeries:
+    days: Days
+    values: Values
+
+    def __post_init__(self) -> None:
+        if self.days.shape != self.values.shape or self.days.ndim != 1:
+            raise ValueError("days and values must be 1-D arrays of the same length")
+
+    @classmethod
+    def of(cls, pairs: Mapping[str, float] | list[tuple[str, float]]) -> DailySeries:
+        """From ("YYYY-MM-DD", value) pairs, in any order: handy in tests."""
+        items = sorted(pairs.items() if isinstance(pairs, Mapping) else pairs)
+        return cls(np.array([d for d, _ in items], dtype="datetime64[D]"), np.array([v for _, v in items], dtype=float))
+
+    def __len__(self) -> int:
+        return int(self.days.shape[0])
+
+    def on_grid(self, start: np.datetime64, end: np.datetime64) -> Values:
+        """Values on every day from ``start`` to ``end`` inclusive, NaN where a day is missing."""
+        grid = np.full(int((end - start).astype(int)) + 1, np.nan)
+        inside = (self.days >= start) & (self.days <= end)
+        grid[(self.days[inside] - start).astype(int)] = self.values[inside]
+        return grid
+
+    def before(self, day: np.datetime64) -> DailySeries:
+        keep = self.days < day
+        return DailySeries(self.days[keep], self.values[keep])
+
+    def value_on(self, day: np.datetime64) -> float | None:
+        hit = np.nonzero(self.days == day)[0]
+        return float(self.values[hit[0]]) if hit.size else None
+
+
+DailyData = Mapping[str, DailySeries]
