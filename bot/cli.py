@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from db import SettingError
 from db.migrate import MigrationError
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     sealkey = sub.add_parser("sealkey", help="print a new CAREBEACON_SEAL_KEYS entry")
     sealkey.add_argument("--id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="key id (default kYYYYMMDD)")
     sub.add_parser("clock", help="run the scheduler (one per deployment)")
+    analyze = sub.add_parser("analyze", help="analyse a CSV of readings and print JSON")
+    analyze.add_argument("--input", required=True, type=Path, help="CSV with metric,recorded_at,value[,unit]")
+    analyze.add_argument("--age", type=int, help="the patient's age in years (some score targets depend on it)")
+    analyze.add_argument("--timezone", default="UTC", help="IANA zone of the local days (default UTC)")
+    analyze.add_argument("--min-pairs", type=int, default=14, help="fewest paired days for a correlation (default 14)")
+    analyze.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     return parser
 
 
@@ -53,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sealkey":
             print(Keyring.new_entry(args.id))
             return 0
+        if args.command == "analyze":
+            from bot.analyze import run
+
+            if args.min_pairs < 4:
+                print("carebeacon analyze: --min-pairs must be at least 4", file=sys.stderr)
+                return 2
+            return run(args.input, args.timezone, args.age, args.min_pairs)
         if args.command == "doctor":
             from bot.doctor import diagnose, report
 

@@ -39,7 +39,10 @@ class Summary:
             f"{self.run['rows_written']} written, {self.run['rows_invalid']} invalid",
             f"  rows stored   {self.metric_rows} metric rows for the demo patient",
         ]
-        lines += [f"  score         {s['domain']} {s['day']}: {s['score']:g}" for s in self.scores]
+        if self.scores:
+            day = self.scores[0]["day"]
+            values = ", ".join(f"{s['domain']} {s['score']:g}" for s in self.scores)
+            lines.append(f"  scores        {day}: {values}")
         lines += [f"  alert         #{a['id']} {a['severity']}: {a['title']}" for a in self.alerts]
         lines += [
             f"  delivery log  alert #{d['alert_id']} → {d['label']} (attempt {d['attempt']}): {d['status']}"
@@ -106,7 +109,8 @@ async def _summary(pool: asyncpg.Pool, demo: Demo, run: asyncpg.Record, seconds:
     async with pool.acquire() as conn:
         rows = await conn.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", demo.user_id)
         scores = await conn.fetch(
-            "SELECT domain, day, score FROM health_scores WHERE user_id = $1 ORDER BY day DESC, domain LIMIT 3",
+            "SELECT domain, day, score FROM health_scores WHERE user_id = $1"
+            " AND day = (SELECT max(day) FROM health_scores WHERE user_id = $1) ORDER BY domain",
             demo.user_id,
         )
         alerts = await conn.fetch("SELECT id, severity, title FROM alerts WHERE user_id = $1 ORDER BY id", demo.user_id)

@@ -22,6 +22,9 @@ class NewAlert:
     threshold: float | None
     recorded_at: datetime | None
     dedupe_key: str
+    kind: str = "clinical"
+    rule: str | None = None
+    rule_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,8 @@ async def insert(conn: asyncpg.Connection, alert: NewAlert) -> int | None:
     """The new alert's id, or None when an alert with the same dedupe key exists."""
     alert_id: int | None = await conn.fetchval(
         "INSERT INTO alerts (user_id, category, severity, metric, title, body, observed_value, threshold,"
-        " recorded_at, dedupe_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " recorded_at, dedupe_key, kind, rule, rule_version)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         alert.user_id,
         alert.category,
@@ -57,6 +61,9 @@ async def insert(conn: asyncpg.Connection, alert: NewAlert) -> int | None:
         alert.threshold,
         alert.recorded_at,
         alert.dedupe_key,
+        alert.kind,
+        alert.rule,
+        alert.rule_version,
     )
     return alert_id
 

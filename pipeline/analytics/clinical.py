@@ -1,61 +1,420 @@
-"""Clinical threshold rules on single readings (reference: health-analytics §2).
+"""Clinical rules (reference: health-analytics §2, detector stack §3.5 step 1).
 
-Each rule fires at most once per patient, metric and day: the dedupe key says so, so
-re-running analytics over the same readings never raises a second alert.
+They fire at once and need no baseline.  Every limit comes from a per-patient ``Thresholds``.
+``clinical_findings`` judges one local day of ``DailyData`` (one value per metric per day: the
+caller decides which, e.g. the night's minimum SpO₂); ``evaluate`` is the entry point the sync
+uses: raw readings in, deduplicated ``NewAlert`` rows out.
+
+Rules come in ladders (most severe level first, e.g. spo2-critical before spo2-low): a day
+yields at most one finding per ladder, the highest level that fires.  Each level has its own
+rule id, so a day that first alerts at "warning" and later at "critical" raises a second alert
+instead of being swallowed by the first one's dedupe key.
 """
 
 from __future__ import annotations
 
+__all__ = ["LADDERS", "Ladder", "Level", "NEWS2_MIN_PARAMETERS", "RULE_VERSION", "clinical_findings", "evaluate"]
+
 import operator
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
 
 from db.alerts import NewAlert
 from db.metrics import Reading
+from pipeline.analytics.findings import Category, Finding, Severity, as_date, to_alert
+from pipeline.analytics.series import DailyData, DailySeries
+from pipeline.analytics.thresholds import DEFAULT, Thresholds
+from pipeline.vocabulary import UNITS
+
+RULE_VERSION: Final = 1
+Op = Literal[">", ">=", "<"]
+_OPS: dict[Op, tuple[Callable[[float, float], bool], str]] = {
+    ">": (operator.gt, "above"),
+    ">=": (operator.ge, "at or above"),
+    "<": (operator.lt, "below"),
+}
+ONE_DAY = np.timedelta64(1, "D")
+GLYCEMIC: Category = "glycemic"
 
 
 @dataclass(frozen=True, slots=True)
-class ThresholdRule:
-    id: str
+class Level:
+    rule: str
+    severity: Severity
+    op: Op
+    limit: Callable[[Thresholds], float]
+    title: str  # formatted with {limit:g}
+    category: Category = "clinical"
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
     metric: str
-    compare: Callable[[float, float], bool]
-    threshold: float
-    severity: str
-    title: str
+    levels: tuple[Level, ...]  # most severe first
 
-    def check(self, user_id: int, reading: Reading) -> NewAlert | None:
-        if reading.metric != self.metric or not self.compare(reading.value, self.threshold):
-            return None
-        day = reading.recorded_at.date().isoformat()
-        return NewAlert(
-            user_id=user_id,
-            category="clinical",
-            severity=self.severity,
-            metric=self.metric,
-            title=self.title,
-            body=f"{self.metric} {reading.value:g} {reading.unit} on {day} (threshold {self.threshold:g})",
-            observed_value=reading.value,
-            threshold=self.threshold,
-            recorded_at=reading.recorded_at,
-            dedupe_key=f"clinical:{self.id}:{user_id}:{day}",
-        )
+    @property
+    def group(self) -> str:
+        """The ladder's name: its least severe rule's id."""
+        return self.levels[-1].rule
 
 
-RULES: tuple[ThresholdRule, ...] = (
-    # AHA: a resting rate above 100 bpm is tachycardia.
-    ThresholdRule("rhr-high", "resting_heart_rate", operator.gt, 100, "warning", "Resting heart rate above 100 bpm"),
-    # Below Apple's lowest low-rate setting; 40-50 bpm is common in trained athletes.
-    ThresholdRule("rhr-low", "resting_heart_rate", operator.lt, 40, "warning", "Resting heart rate below 40 bpm"),
-    # BTS: below 90 % is below every adult target range, COPD's 88-92 % included at its top.
-    ThresholdRule("spo2-low", "spo2", operator.lt, 90, "critical", "Blood oxygen below 90 %"),
+LADDERS: tuple[Ladder, ...] = (
+    Ladder(
+        "resting_heart_rate",
+        (Level("rhr-high", "warning", ">", lambda t: t.rhr_high, "Resting heart rate above {limit:g} bpm"),),
+    ),
+    Ladder(
+        "resting_heart_rate",
+        (Level("rhr-low", "warning", "<", lambda t: t.rhr_low, "Resting heart rate below {limit:g} bpm"),),
+    ),
+    Ladder(
+        "spo2",
+        (
+            Level("spo2-critical", "critical", "<", lambda t: t.spo2_critical, "Blood oxygen below {limit:g} %"),
+            Level("spo2-low", "warning", "<", lambda t: t.spo2_low, "Blood oxygen below {limit:g} %"),
+        ),
+    ),
+    # body_temperature only: skin_temp_deviation is not core temperature (§2) and has no rule here.
+    Ladder(
+        "body_temperature",
+        (Level("fever", "warning", ">=", lambda t: t.fever_c, "Fever: body temperature {limit:g} °C or higher"),),
+    ),
+    Ladder(
+        "respiratory_rate",
+        (
+            Level("rr-critical", "critical", ">", lambda t: t.rr_critical, "Respiratory rate above {limit:g}/min"),
+            Level("rr-high", "warning", ">", lambda t: t.rr_high, "Respiratory rate above {limit:g}/min"),
+        ),
+    ),
+    Ladder(
+        "respiratory_rate",
+        (Level("rr-low", "warning", "<", lambda t: t.rr_low, "Respiratory rate below {limit:g}/min"),),
+    ),
+    Ladder(
+        "glucose",
+        (
+            Level(
+                "glucose-hypo-l2",
+                "critical",
+                "<",
+                lambda t: t.glucose_hypo_l2,
+                "Level 2 hypoglycaemia: glucose below {limit:g} mg/dL",
+                GLYCEMIC,
+            ),
+            Level(
+                "glucose-hypo-l1",
+                "warning",
+                "<",
+                lambda t: t.glucose_hypo_l1,
+                "Level 1 hypoglycaemia: glucose below {limit:g} mg/dL",
+                GLYCEMIC,
+            ),
+        ),
+    ),
+    Ladder(
+        "glucose",
+        (
+            Level(
+                "glucose-hyper-l2",
+                "warning",
+                ">",
+                lambda t: t.glucose_hyper_l2,
+                "Level 2 hyperglycaemia: glucose above {limit:g} mg/dL",
+                GLYCEMIC,
+            ),
+        ),
+    ),
 )
 
+# Blood pressure (2017 ACC/AHA): (rule, severity, name, op, systolic limit, diastolic limit), highest first.
+_BP_LEVELS: tuple[tuple[str, Severity, str, Op, Callable[[Thresholds], tuple[float, float]]], ...] = (
+    ("bp-crisis", "critical", "Hypertensive crisis", ">", lambda t: (t.bp_crisis_systolic, t.bp_crisis_diastolic)),
+    ("bp-stage2", "warning", "Stage 2 hypertension", ">=", lambda t: (t.bp_stage2_systolic, t.bp_stage2_diastolic)),
+    ("bp-stage1", "info", "Stage 1 hypertension", ">=", lambda t: (t.bp_stage1_systolic, t.bp_stage1_diastolic)),
+)
 
-def evaluate(user_id: int, readings: Iterable[Reading]) -> list[NewAlert]:
-    found: dict[str, NewAlert] = {}
+# NEWS2 bands (RCP 2017, §2).  Edges sit half-way between charted values, so a wearable's 20.4/min
+# scores as 20 and 20.5 as 21 (round half up, as charted); temperature is charted to 0.1 °C.
+# Pulse is the resting heart rate: the one pulse a day of wearable data has.
+_NEWS2: tuple[tuple[str, str, tuple[float, ...], tuple[int, ...]], ...] = (
+    ("respiratory_rate", "respiration rate", (8.5, 11.5, 20.5, 24.5), (3, 1, 0, 2, 3)),
+    ("spo2", "SpO₂ scale 1", (91.5, 93.5, 95.5), (3, 2, 1, 0)),
+    ("blood_pressure_systolic", "systolic BP", (90.5, 100.5, 110.5, 219.5), (3, 2, 1, 0, 3)),
+    ("resting_heart_rate", "pulse (resting HR)", (40.5, 50.5, 90.5, 110.5, 130.5), (3, 1, 0, 1, 2, 3)),
+    ("body_temperature", "temperature", (35.05, 36.05, 38.05, 39.05), (3, 1, 0, 1, 2)),
+)
+_NEWS2_EDGES = np.array([e + (np.inf,) * (5 - len(e)) for _, _, e, _ in _NEWS2])
+_NEWS2_POINTS = np.array([p + (0,) * (6 - len(p)) for _, _, _, p in _NEWS2])
+# NEWS2 parameters a wearable feed never has: always reported as not measured.
+_NEWS2_NEVER = ("consciousness (ACVPU)", "supplemental oxygen")
+# One parameter alone is already judged by its own rule; an "aggregate" of one adds only noise.
+NEWS2_MIN_PARAMETERS: Final = 2
+
+
+def clinical_findings(daily: DailyData, day: np.datetime64, thresholds: Thresholds) -> list[Finding]:
+    """Every clinical rule that fires on local ``day``; [] when nothing does.
+
+    Reads ``daily[metric]`` on ``day`` (weight also on the day before and the 7 days before).
+    A metric with no value that day is skipped, never guessed.  Pure: no I/O, no clock.
+    """
+    day = day.astype("datetime64[D]")
+    when = as_date(day)
+    found: list[Finding] = []
+    for ladder in LADDERS:
+        value = _value(daily, ladder.metric, day)
+        if value is not None:
+            hit = _ladder(ladder, value, when, thresholds)
+            if hit is not None:
+                found.append(hit)
+    bp = _blood_pressure(daily, day, when, thresholds)
+    if bp is not None:
+        found.append(bp)
+    found += _weight(daily, day, when, thresholds)
+    news2 = _news2(daily, day, when, thresholds)
+    if news2 is not None:
+        found.append(news2)
+    return found
+
+
+def evaluate(
+    user_id: int, readings: Iterable[Reading], thresholds: Thresholds = DEFAULT, timezone: str = "UTC"
+) -> list[NewAlert]:
+    """Alerts for every local day the readings cover, at most one per dedupe key.
+
+    Several readings of a metric on one day (a meter's glucose, repeated BP) are reduced twice,
+    to the day's minimum and maximum, and both views are judged: a day with glucose 60 and 260
+    alerts for both.  Per ladder and day the more severe finding is kept (then the one further
+    past its limit).  Glucose days that look like a CGM trace (≥ 3 readings, median spacing
+    ≤ 15 min) are left to the CGM event rules: single-reading glucose rules are for a meter.
+    ``timezone`` decides the local day; the default, UTC, is what the caller has always used.
+    """
+    lows, highs = _daily_extremes(readings, ZoneInfo(timezone))
+    days = np.unique(np.concatenate([s.days for s in highs.values()])) if highs else np.array([], "datetime64[D]")
+    return [to_alert(finding, user_id) for day in days for finding in strongest_findings(lows, highs, day, thresholds)]
+
+
+def strongest_findings(lows: DailyData, highs: DailyData, day: np.datetime64, thresholds: Thresholds) -> list[Finding]:
+    """Judge the day's minima and maxima both; per rule ladder keep the more severe finding
+    (then the one further past its limit)."""
+    kept: dict[tuple[str, str, date], Finding] = {}
+    for view in (highs, lows):
+        for finding in clinical_findings(view, day, thresholds):
+            key = (_GROUP.get(finding.rule, finding.rule), finding.metric, finding.day)
+            if key not in kept or _strength(finding) > _strength(kept[key]):
+                kept[key] = finding
+    return list(kept.values())
+
+
+_GROUP = {level.rule: ladder.group for ladder in LADDERS for level in ladder.levels} | {
+    rule: "bp" for rule, *_ in _BP_LEVELS
+}
+
+
+def _strength(finding: Finding) -> tuple[int, float]:
+    return finding.rank, abs(finding.value - (finding.baseline if finding.baseline is not None else 0.0))
+
+
+def _daily_extremes(readings: Iterable[Reading], tz: ZoneInfo) -> tuple[dict[str, DailySeries], dict[str, DailySeries]]:
+    """Per metric, each local day's minimum and maximum value; CGM glucose days left out."""
+    stamps: dict[str, list[datetime]] = defaultdict(list)
+    values: dict[str, list[float]] = defaultdict(list)
     for reading in readings:
-        for rule in RULES:
-            alert = rule.check(user_id, reading)
-            if alert is not None:
-                found.setdefault(alert.dedupe_key, alert)
-    return list(found.values())
+        stamps[reading.metric].append(reading.recorded_at.astimezone(tz))
+        values[reading.metric].append(reading.value)
+    lows: dict[str, DailySeries] = {}
+    highs: dict[str, DailySeries] = {}
+    for metric, when in stamps.items():
+        # Local wall-clock time: its day part is the local day.
+        local = np.array([t.replace(tzinfo=None) for t in when], dtype="datetime64[m]")
+        observed = np.array(values[metric], dtype=float)
+        if metric == "glucose":
+            keep = ~_cgm_trace(local)
+            local, observed = local[keep], observed[keep]
+            if not keep.any():
+                continue
+        unique, index = np.unique(local.astype("datetime64[D]"), return_inverse=True)
+        low = np.full(unique.shape, np.inf)
+        high = np.full(unique.shape, -np.inf)
+        np.minimum.at(low, index, observed)
+        np.maximum.at(high, index, observed)
+        lows[metric], highs[metric] = DailySeries(unique, low), DailySeries(unique, high)
+    return lows, highs
+
+
+def _cgm_trace(local: npt.NDArray[np.datetime64]) -> npt.NDArray[np.bool_]:
+    """Which glucose readings belong to a CGM trace: a local day with ≥ 3 readings whose median
+    spacing is ≤ 15 min (CGM samples every 5 or 15 min; nobody pricks a finger that often).
+
+    A CGM's single reading is not an event: §2 wants the ≥ 15-minute event rules for CGM, which
+    ``pipeline.analytics.cgm.glucose_events`` implements, and single readings only for a meter.
+    """
+    order = np.argsort(local, kind="stable")
+    times = local[order]
+    day = times.astype("datetime64[D]")
+    unique, index, counts = np.unique(day, return_inverse=True, return_counts=True)
+    gaps = np.diff(times).astype(float)
+    same_day = day[1:] == day[:-1]
+    trace = np.zeros(unique.shape, dtype=bool)
+    for i in np.nonzero(counts >= 3)[0]:
+        inside = same_day & (index[1:] == i)
+        trace[i] = float(np.median(gaps[inside])) <= 15.0
+    result = np.empty(local.shape, dtype=bool)
+    result[order] = trace[index]
+    return result
+
+
+def _ladder(ladder: Ladder, value: float, day: date, t: Thresholds) -> Finding | None:
+    unit = UNITS.get(ladder.metric, "")
+    for level in ladder.levels:
+        limit = level.limit(t)
+        fires, phrase = _OPS[level.op]
+        if fires(value, limit):
+            return Finding(
+                metric=ladder.metric,
+                day=day,
+                kind="clinical",
+                rule=level.rule,
+                rule_version=RULE_VERSION,
+                severity=level.severity,
+                category=level.category,
+                value=value,
+                baseline=limit,
+                title=level.title.format(limit=limit),
+                detail=f"{ladder.metric} {value:g} {unit}: {phrase} the limit of {limit:g} {unit}.",
+            )
+    return None
+
+
+def _blood_pressure(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> Finding | None:
+    """The highest ACC/AHA category reached by systolic or diastolic; either alone is enough."""
+    systolic = _value(daily, "blood_pressure_systolic", day)
+    diastolic = _value(daily, "blood_pressure_diastolic", day)
+    shown = f"{_fmt(systolic)}/{_fmt(diastolic)} mmHg"
+    for rule, severity, name, op, limits in _BP_LEVELS:
+        fires, phrase = _OPS[op]
+        sys_limit, dia_limit = limits(t)
+        for value, limit, which in ((systolic, sys_limit, "systolic"), (diastolic, dia_limit, "diastolic")):
+            if value is not None and fires(value, limit):
+                return Finding(
+                    metric="blood_pressure",
+                    day=when,
+                    kind="clinical",
+                    rule=rule,
+                    rule_version=RULE_VERSION,
+                    severity=severity,
+                    category="clinical",
+                    value=value,
+                    baseline=limit,
+                    title=f"Blood pressure {shown}: {name.lower()}",
+                    detail=f"{name}: {which} {value:g} mmHg is {phrase} {limit:g} (2017 ACC/AHA categories).",
+                )
+    return None
+
+
+def _weight(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> list[Finding]:
+    """Heart-failure weight gain: against yesterday's weight, and against the week's lowest.
+
+    The day rule needs a weight on the previous day (a gain over a gap is not "in a day"); the
+    week rule compares with the lowest weight of the 7 days before, so a rise at any point of
+    the week counts.  Gains are rounded to 1e-6 kg so float noise never decides a boundary.
+    """
+    series = daily.get("weight")
+    today = series.value_on(day) if series is not None else None
+    if series is None or today is None:
+        return []
+    found: list[Finding] = []
+    yesterday = series.value_on(day - ONE_DAY)
+    week = series.on_grid(day - 7 * ONE_DAY, day - ONE_DAY)
+    checks = (
+        ("weight-gain-day", "in a day", yesterday, t.weight_gain_day_kg),
+        (
+            "weight-gain-week",
+            "in a week",
+            float(np.nanmin(week)) if np.isfinite(week).any() else None,
+            t.weight_gain_week_kg,
+        ),
+    )
+    for rule, span, before, limit in checks:
+        if before is None:
+            continue
+        gain = round(today - before, 6)
+        if gain > limit:
+            found.append(
+                Finding(
+                    metric="weight",
+                    day=when,
+                    kind="clinical",
+                    rule=rule,
+                    rule_version=RULE_VERSION,
+                    severity="warning",
+                    category="clinical",
+                    value=gain,
+                    baseline=limit,
+                    title=f"Weight up more than {limit:g} kg {span}",
+                    detail=f"weight {today:g} kg, up {gain:g} kg from {before:g} kg {span} (limit {limit:g} kg).",
+                )
+            )
+    return found
+
+
+def _news2(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> Finding | None:
+    """The NEWS2 aggregate over the parameters measured that day; None below any trigger.
+
+    Parameters not measured are left out (they would score 0) and listed in the detail, so the
+    care team knows the total may be low.  SpO₂ is left out when the patient's target is lowered
+    below 92 %: NEWS2 then prescribes scale 2, which this rule does not implement.
+    """
+    found = [_value(daily, metric, day) for metric, *_ in _NEWS2]
+    values = np.array([np.nan if v is None else v for v in found])
+    if t.spo2_low < 92.0:
+        values[1] = np.nan
+    measured = np.isfinite(values)
+    if measured.sum() < NEWS2_MIN_PARAMETERS:
+        return None
+    # Vectorised banding: the number of edges at or below the value indexes the points row.
+    bands = (np.nan_to_num(values)[:, None] >= _NEWS2_EDGES).sum(axis=1)
+    points = np.where(measured, _NEWS2_POINTS[np.arange(len(_NEWS2)), bands], 0)
+    total = int(points.sum())
+    rule: str
+    severity: Severity
+    if total >= t.news2_emergency:
+        rule, severity, limit, what = "news2-emergency", "critical", t.news2_emergency, "emergency response"
+    elif total >= t.news2_urgent:
+        rule, severity, limit, what = "news2-urgent", "warning", t.news2_urgent, "urgent response"
+    elif (points == 3).any():
+        rule, severity, limit, what = "news2-low-medium", "info", 3, "low-medium: one parameter scored 3"
+    else:
+        return None
+    parts = [
+        f"{label} {v:g} → {p}" for (_, label, _, _), v, p, m in zip(_NEWS2, values, points, measured, strict=True) if m
+    ]
+    missing = [label for (_, label, _, _), m in zip(_NEWS2, measured, strict=True) if not m] + list(_NEWS2_NEVER)
+    return Finding(
+        metric="news2",
+        day=when,
+        kind="clinical",
+        rule=rule,
+        rule_version=RULE_VERSION,
+        severity=severity,
+        category="clinical",
+        value=float(total),
+        baseline=float(limit),
+        title=f"NEWS2 {total}: {what}",
+        detail=f"NEWS2 total {total} from {', '.join(parts)}. Not measured, so not scored: {', '.join(missing)}.",
+    )
+
+
+def _value(daily: DailyData, metric: str, day: np.datetime64) -> float | None:
+    series = daily.get(metric)
+    return series.value_on(day) if series is not None else None
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"

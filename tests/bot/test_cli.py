@@ -69,7 +69,7 @@ async def test_demo_on_a_bare_machine_runs_embedded_delivers_one_alert_and_seals
     second = run(["demo"], workdir, BARE_ENV)
     assert second.returncode == 0, second.stderr
 
-    assert rows_stored(first.stdout) == rows_stored(second.stdout) == 210
+    assert rows_stored(first.stdout) == rows_stored(second.stdout) == 240
     assert second.stdout.count("alert   ") == 1 and second.stdout.count("delivery log") == 1
     data = workdir / ".carebeacon"
     assert (data / "seal.key").stat().st_mode & 0o777 == 0o600
@@ -105,7 +105,7 @@ async def test_demo_against_configured_servers_uses_them_and_starts_nothing(
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "embedded" not in first.stderr
     assert not (workdir / ".carebeacon" / "postgres").exists()
-    assert rows_stored(first.stdout) == rows_stored(second.stdout) == 210
+    assert rows_stored(first.stdout) == rows_stored(second.stdout) == 240
     conn = await asyncpg.connect(database_url)
     try:
         counts = await conn.fetchrow(
@@ -114,7 +114,7 @@ async def test_demo_against_configured_servers_uses_them_and_starts_nothing(
         )
     finally:
         await conn.close()
-    assert dict(counts) == {"metrics": 210, "alerts": 1, "logs": 1, "runs": 2}
+    assert dict(counts) == {"metrics": 240, "alerts": 1, "logs": 1, "runs": 2}
     dump = pg_dump(database_url)
     for secret in await demo_secrets(database_url, Keyring.parse(key)):
         assert secret not in dump
@@ -148,8 +148,8 @@ async def test_up_shows_a_sync_a_score_and_a_delivery_serves_health_and_stops_on
     assert proc.stdout is not None
     seen: list[str] = []
     wanted = {
-        "sync": r"sync run \d+ .*210 readings",
-        "score": r"score user \d+ cardio",
+        "sync": r"sync run \d+ .*240 readings",
+        "score": r"score user \d+ .*cardio \d",
         "alert": r"^alert  \[WARNING",
     }
     deadline = time.monotonic() + 60
@@ -212,7 +212,7 @@ async def test_doctor_says_what_is_wrong_and_how_to_fix_it(
     }
     unmigrated = run(["doctor"], workdir, env)
     assert unmigrated.returncode == 1
-    assert re.search(r"BAD\s+migrations\s+1 pending: 0001_initial", unmigrated.stdout)
+    assert re.search(r"BAD\s+migrations\s+\d+ pending: 0001_initial, 0002_analytics", unmigrated.stdout)
     assert "fix: run `carebeacon migrate`" in unmigrated.stdout
 
     assert run(["migrate"], workdir, env).returncode == 0

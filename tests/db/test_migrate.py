@@ -19,6 +19,9 @@ TABLES = {
     "metrics",
     "sync_runs",
     "health_scores",
+    "daily_stats",
+    "correlations",
+    "cgm_summaries",
     "alerts",
     "notification_channels",
     "notification_rules",
@@ -53,7 +56,7 @@ async def test_migrating_an_empty_database_applies_the_initial_migration_and_cre
 ) -> None:
     applied = await migrate(conn)
 
-    assert applied == ["0001_initial"]
+    assert applied == [m.version for m in available()] and applied[:2] == ["0001_initial", "0002_analytics"]
     assert await _tables(conn) == TABLES
     checksum = await conn.fetchval("SELECT checksum FROM schema_migrations WHERE version = '0001_initial'")
     assert checksum == available()[0].checksum
@@ -102,15 +105,15 @@ async def test_a_migration_edited_after_it_was_applied_stops_the_run(conn: async
 async def test_a_failing_migration_rolls_back_the_whole_batch_on_an_empty_database(
     conn: asyncpg.Connection,
 ) -> None:
-    broken = [*available(), Migration("0002_broken", "SELECT * FROM nope")]
+    broken = [*available(), Migration("9002_broken", "SELECT * FROM nope")]
 
-    with pytest.raises(MigrationError, match="0002_broken failed") as caught:
+    with pytest.raises(MigrationError, match="9002_broken failed") as caught:
         await migrate(conn, broken)
 
     assert isinstance(caught.value.__cause__, asyncpg.UndefinedTableError)
-    assert "0002_broken" not in await _recorded(conn)
+    assert "9002_broken" not in await _recorded(conn)
     assert await _tables(conn) == set()
-    assert await pending(conn) == ["0001_initial"]
+    assert await pending(conn) == [m.version for m in available()]
 
 
 async def test_a_failing_migration_undoes_the_earlier_migrations_of_its_batch(
@@ -119,17 +122,17 @@ async def test_a_failing_migration_undoes_the_earlier_migrations_of_its_batch(
     await migrate(conn)
     batch = [
         *available(),
-        Migration("0002_good", "CREATE TABLE good (id int)"),
-        Migration("0003_broken", "SELECT * FROM nope"),
+        Migration("9002_good", "CREATE TABLE good (id int)"),
+        Migration("9003_broken", "SELECT * FROM nope"),
     ]
 
-    with pytest.raises(MigrationError, match="0003_broken"):
+    with pytest.raises(MigrationError, match="9003_broken"):
         await migrate(conn, batch)
 
-    assert await _recorded(conn) == ["0001_initial"]
+    assert await _recorded(conn) == [m.version for m in available()]
     assert "good" not in await _tables(conn)
     # The connection is usable again and the batch goes through once it is fixed.
-    assert await migrate(conn, batch[:2]) == ["0002_good"]
+    assert await migrate(conn, batch[:-1]) == ["9002_good"]
 
 
 async def test_the_metrics_primary_key_is_user_provider_metric_and_time(conn: asyncpg.Connection) -> None:

@@ -49,8 +49,8 @@ async def test_anomaly_is_synced_scored_alerted_and_delivered_once(
     await _routed(pool, user_id)
 
     assert run["status"] == "completed"
-    assert run["rows_received"] == 30 * 7 and run["rows_written"] == 30 * 7 and run["rows_invalid"] == 0
-    assert await pool.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 210
+    assert run["rows_received"] == 30 * 8 and run["rows_written"] == 30 * 8 and run["rows_invalid"] == 0
+    assert await pool.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 240
     score = await pool.fetchrow("SELECT * FROM health_scores WHERE user_id = $1 AND domain = 'cardio'", user_id)
     assert score["score"] == 0  # 118 bpm: 100·clip01((100 − 118)/40) = 0
     alert = await pool.fetchrow("SELECT * FROM alerts WHERE user_id = $1", user_id)
@@ -95,8 +95,8 @@ async def test_syncing_again_adds_no_rows_alerts_or_deliveries(
         " (SELECT count(*) FROM notification_logs l JOIN alerts a ON a.id = l.alert_id WHERE a.user_id = $1) AS logs",
         user_id,
     )
-    assert dict(after) == dict(before) == {"metrics": 210, "alerts": 1, "logs": 1}
-    assert second["rows_received"] >= 7 * 7
+    assert dict(after) == dict(before) == {"metrics": 240, "alerts": 1, "logs": 1}
+    assert second["rows_received"] >= 7 * 8
     assert len(alert_file.read_text().splitlines()) == 1
 
 

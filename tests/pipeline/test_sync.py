@@ -117,9 +117,9 @@ async def test_invalid_readings_are_skipped_counted_and_logged_and_the_valid_one
 
     assert (run["status"], run["rows_received"], run["rows_invalid"], run["rows_written"]) == (
         "completed",
-        216,
+        246,
         5,
-        211,
+        241,
     )
     assert await pool.fetchval("SELECT value FROM metrics WHERE user_id = $1 AND metric = 'weight'", user_id) == 71.5
     skipped = [r.getMessage() for r in caplog.records if "skipped a reading" in r.getMessage()]
@@ -161,7 +161,7 @@ async def test_a_transient_provider_error_is_retried_by_dramatiq_and_the_run_com
 
     run = await finished(pool, await request_sync(pool, connection_id, "manual"))
 
-    assert (run["status"], run["attempts"], run["rows_written"]) == ("completed", 2, 210)
+    assert (run["status"], run["attempts"], run["rows_written"]) == ("completed", 2, 240)
 
 
 async def test_a_permanent_provider_error_fails_the_run_without_retrying(

@@ -1,0 +1,190 @@
+"""One analysis of one user: every engine over the same readings, with no I/O.
+
+The analytics actor and ``carebeacon analyze`` both call ``analyse``, so the numbers a care
+team sees are the numbers an analyst can reproduce from a CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from db.metrics import Reading
+from pipeline.analytics import aggregates
+from pipeline.analytics.baseline import baseline_findings
+from pipeline.analytics.cgm import CgmMetrics, GlucoseEvent, cgm_metrics, glucose_events
+from pipeline.analytics.clinical import strongest_findings
+from pipeline.analytics.correlations import Correlation, correlate_daily
+from pipeline.analytics.findings import Finding
+from pipeline.analytics.scores import Score, compute_scores
+from pipeline.analytics.thresholds import Thresholds
+
+CORRELATION_DAYS = 90
+CGM_DAYS = 14
+# Running totals: today's value is partial until the day ends.
+PARTIAL_TODAY = ("steps", "active_energy")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    day: date
+    daily: aggregates.Daily
+    correlations: tuple[Correlation, ...]
+    scores: dict[str, Score]
+    findings: tuple[Finding, ...]
+    cgm: CgmMetrics | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "cgm": self.cgm.as_dict() if self.cgm else None,
+            "daily": [s.as_dict() for s in self.daily.stats],
+            "scores": {
+                domain: {"day": s.day.isoformat(), "value": s.value, "reason": s.reason, "contributors": s.contributors}
+                for domain, s in self.scores.items()
+            },
+            "anomalies": [f.as_dict() for f in self.findings],
+            "correlations": [c.as_dict() for c in self.correlations],
+        }
+
+
+def analyse(
+    readings: Sequence[Reading],
+    timezone: str,
+    *,
+    check_from: date | None = None,
+    today: date | None = None,
+    age: int | None = None,
+    thresholds: Thresholds | None = None,
+    min_pairs: int = 14,
+) -> Analysis | None:
+    """Analyse ``readings``; anomalies are looked for on local days from ``check_from`` (default:
+    the latest day) to the latest day.  ``today`` is the local day still running, whose activity
+    totals are partial and so never judged against a baseline.  None when there are no readings.
+
+    A statistical finding on a metric and day that a clinical rule already flagged is dropped:
+    the clinical alert says more, and a care team should not get two pages for one reading.
+    """
+    if not readings:
+        return None
+    thresholds = thresholds or Thresholds()
+    daily = aggregates.daily(readings, timezone)
+    latest = max(s.day for s in daily.stats)
+    end = np.datetime64(latest, "D")
+
+    glucose = [r for r in readings if r.metric == "glucose"]
+    cgm = _cgm(glucose) if glucose else None
+    correlations = correlate_daily(
+        {m: s for m, s in daily.means.items() if m != "glucose"},
+        end - (CORRELATION_DAYS - 1),
+        end,
+        min_pairs=min_pairs,
+    )
+    scores = compute_scores(daily.means, latest, age=age, gri=cgm.gri if cgm and cgm.sufficient else None)
+
+    lows, highs = dict(daily.minima), dict(daily.maxima)
+    continuous = _is_cgm(glucose)
+    if continuous:
+        # A CGM is judged by events of 15 minutes or more, never by single readings.
+        lows.pop("glucose", None)
+        highs.pop("glucose", None)
+    whole_days = dict(daily.means)
+    if today is not None:
+        whole_days |= {m: whole_days[m].before(np.datetime64(today, "D")) for m in PARTIAL_TODAY if m in whole_days}
+
+    findings: list[Finding] = []
+    flagged: dict[str, set[np.datetime64]] = {}
+    first = np.datetime64(check_from or latest, "D")
+    day = first
+    while day <= end:
+        clinical = strongest_findings(lows, highs, day, thresholds)
+        covered = {f.metric for f in clinical}
+        statistical = [f for f in baseline_findings(whole_days, day, flagged) if f.metric not in covered]
+        for finding in statistical:
+            flagged.setdefault(finding.metric, set()).add(day)
+        findings += clinical + statistical
+        day += 1
+    if continuous:
+        findings += _glucose_findings(glucose, timezone, first, end)
+    return Analysis(latest, daily, tuple(correlations), scores, tuple(findings), cgm)
+
+
+def _is_cgm(glucose: Sequence[Reading]) -> bool:
+    """A trace rather than a meter: several readings with a median spacing of 15 minutes or less."""
+    if len(glucose) < 3:
+        return False
+    times = np.sort(np.array([r.recorded_at.timestamp() for r in glucose]))
+    return bool(np.median(np.diff(times)) <= 15 * 60)
+
+
+def _cgm(glucose: Sequence[Reading]) -> CgmMetrics | None:
+    """Metrics over the 14 × 24 hours up to the newest reading: the consensus reporting period."""
+    times, values = _arrays(glucose)
+    recent = times > times.max() - np.timedelta64(CGM_DAYS, "D")
+    return cgm_metrics(times[recent], values[recent])
+
+
+def _arrays(glucose: Sequence[Reading]) -> tuple[np.ndarray, np.ndarray]:
+    times = np.array([int(r.recorded_at.timestamp()) for r in glucose], dtype="datetime64[s]")
+    return times, np.array([r.value for r in glucose], dtype=float)
+
+
+EVENT_FINDINGS: dict[str, tuple[str, str, str]] = {
+    # level: (rule, severity, title); ADA §6 / Battelino 2023: level 2 needs action now.
+    "hypo_l2": ("cgm-hypo-l2", "critical", "Level 2 hypoglycaemia event: glucose below 54 mg/dL for 15 min or more"),
+    "hypo_l1": ("cgm-hypo-l1", "warning", "Level 1 hypoglycaemia event: glucose below 70 mg/dL for 15 min or more"),
+    "hyper_l2": ("cgm-hyper-l2", "warning", "Level 2 hyperglycaemia event: glucose above 250 mg/dL for 15 min or more"),
+    "hyper_l1": ("cgm-hyper-l1", "info", "Level 1 hyperglycaemia event: glucose above 180 mg/dL for 15 min or more"),
+}
+EVENT_LIMITS = {"hypo_l2": 54.0, "hypo_l1": 70.0, "hyper_l2": 250.0, "hyper_l1": 180.0}
+# Within a kind, the more severe level wins: a level 2 event is also a level 1 event.
+EVENT_ORDER = ("hypo_l2", "hypo_l1", "hyper_l2", "hyper_l1")
+
+
+def _glucose_findings(
+    glucose: Sequence[Reading], timezone: str, start: np.datetime64, end: np.datetime64
+) -> list[Finding]:
+    """The most severe hypo and the most severe hyper event of each local day in range."""
+    times, values = _arrays(glucose)
+    zone = ZoneInfo(timezone)
+    worst: dict[tuple[str, date], GlucoseEvent] = {}
+    for event in glucose_events(times, values):
+        started = datetime.fromtimestamp(int(event.start.astype("datetime64[s]").astype(int)), UTC)
+        day = started.astimezone(zone).date()
+        if not start <= np.datetime64(day, "D") <= end:
+            continue
+        kind = event.level.split("_")[0]
+        current = worst.get((kind, day))
+        if current is None or EVENT_ORDER.index(event.level) < EVENT_ORDER.index(current.level):
+            worst[(kind, day)] = event
+    found = []
+    for (_, day), event in sorted(worst.items(), key=lambda item: (item[0][1], item[0][0])):
+        rule, severity, title = EVENT_FINDINGS[event.level]
+        found.append(
+            Finding(
+                metric="glucose",
+                day=day,
+                kind="clinical",
+                rule=rule,
+                rule_version=1,
+                severity=severity,  # type: ignore[arg-type]
+                category="glycemic",
+                value=float(event.extreme),
+                baseline=EVENT_LIMITS[event.level],
+                title=title,
+                detail=f"from {event.start} to {event.end} UTC, extreme {event.extreme:g} mg/dL",
+            )
+        )
+    return found
+
+
+def check_from(window_start_day: date, latest: date, days: int = 3) -> date:
+    """Where the actor starts looking for anomalies: the sync window, at most ``days`` back."""
+    return max(window_start_day, latest - timedelta(days=days - 1))
+
+
+__all__ = ["Analysis", "analyse", "check_from"]

@@ -1,0 +1,294 @@
+"""Personal-baseline detectors (reference: health-analytics §3; the stack of §3.5, steps 2–4).
+
+Each patient is compared with their own recent past, never with a population:
+
+- **Modified z** (Iglewicz & Hoaglin 1993; NIST e-Handbook §1.3.5.17): M = 0.6745·(x − median)/MAD
+  over the 28 days before the day, flagged when |M| > 3.5 in the direction that matters (§3.5).
+- **Sustained shift** (Alavi et al. 2022, NightSignal): resting HR ≥ 4 bpm over the baseline median
+  on two consecutive nights.
+- **Escalation** (Apple Vitals' rule, §3.3–3.4): two or more nightly signals abnormal on one night.
+- ``ewma``: the NIST §6.3.2.4 chart, for callers that want small sustained shifts.
+
+Wearable illness detectors are screening flags, not diagnoses (realistic AUROC ≈ 0.55, Nestor et
+al. 2021), so a single statistical signal is "info", persistence or concordance raises it to
+"warning", and "critical" is left to the clinical rules.  Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Baseline",
+    "ESCALATE_AT",
+    "MIN_VALID_DAYS",
+    "RULE_VERSION",
+    "SHIFT_BPM",
+    "WATCHED",
+    "WINDOW_DAYS",
+    "Watch",
+    "Z_LIMIT",
+    "baseline_findings",
+    "ewma",
+    "modified_z",
+    "robust_baseline",
+]
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.analytics.findings import Finding, as_date
+from pipeline.analytics.series import DailyData, DailySeries, Values
+from pipeline.vocabulary import UNITS
+
+RULE_VERSION: Final = 1
+WINDOW_DAYS: Final = 28  # Mishra et al. 2020 used the previous 28 days (§3.4)
+MIN_VALID_DAYS: Final = 14  # ours (§3.2): no statistical alert before 14 valid days in the window
+Z_LIMIT: Final = 3.5  # Iglewicz–Hoaglin
+MAD_Z: Final = 0.6745  # M = 0.6745·(x − median)/MAD, with the raw MAD
+MEANAD_SIGMA: Final = 1.253314  # √(π/2): σ ≈ 1.253314 × mean absolute deviation for normal data
+SHIFT_BPM: Final = 4.0  # NightSignal red alert: ≥ 4 bpm over the baseline median, two nights running
+ESCALATE_AT: Final = 2  # Apple Vitals: two or more nightly metrics out of range
+# Step-like metrics: the same weekday over 8 weeks, needing 4 of them (§3.2: "the same weekday's
+# median over ≥ 4 weeks").  28 days hold only 4 such days, so one missed day would silence the rule.
+WEEKDAY_WEEKS: Final = 8
+MIN_WEEKDAY_VALUES: Final = 4
+ONE_DAY = np.timedelta64(1, "D")
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """How one metric is watched: which way is abnormal, on which scale, against which days."""
+
+    direction: Literal["up", "down"]
+    log: bool = False  # judge ln(value): RMSSD is right-skewed (§3.1)
+    weekday: bool = False  # compare with the same weekday only (§3.2)
+    nightly: bool = True  # counts towards the same-night escalation
+
+
+WATCHED: dict[str, Watch] = {
+    "resting_heart_rate": Watch("up"),
+    "hrv_rmssd": Watch("down", log=True),
+    "skin_temp_deviation": Watch("up"),
+    "respiratory_rate": Watch("up"),
+    "spo2": Watch("down"),
+    # Activity falls when people are ill; a busy day is not a finding.
+    "steps": Watch("down", weekday=True, nightly=False),
+    "active_energy": Watch("down", weekday=True, nightly=False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Median and σ-equivalent scale of a reference sample, so M = (x − median)/scale.
+
+    ``scale`` is MAD/0.6745; when MAD is 0 (over half the values equal, common for integer
+    metrics) it falls back to 1.253314 × mean absolute deviation from the median (the IBM SPSS
+    convention, ``fallback`` True); when that is 0 too, every value is equal, M is undefined and
+    ``scale`` is NaN: no statistical alert, never ±inf.
+    """
+
+    median: float
+    scale: float
+    n: int
+    fallback: bool
+
+
+def robust_baseline(reference: npt.ArrayLike) -> Baseline:
+    """The baseline of ``reference`` (finite values only; raises ValueError when empty)."""
+    values = np.asarray(reference, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("a baseline needs at least one finite value")
+    median = float(np.median(values))
+    deviation = np.abs(values - median)
+    mad = float(np.median(deviation))
+    if mad > 0:
+        return Baseline(median, mad / MAD_Z, int(values.size), fallback=False)
+    mean_ad = float(deviation.mean())
+    scale = MEANAD_SIGMA * mean_ad if mean_ad > 0 else float("nan")
+    return Baseline(median, scale, int(values.size), fallback=True)
+
+
+def modified_z(x: npt.ArrayLike, reference: npt.ArrayLike | None = None) -> Values:
+    """M for each ``x`` against ``reference`` (default: ``x`` itself, as in §7 V13).  NaN where undefined."""
+    values = np.asarray(x, dtype=float)
+    base = robust_baseline(values if reference is None else reference)
+    return (values - base.median) / base.scale
+
+
+def ewma(x: npt.ArrayLike, lam: float, L: float, mu0: float, sigma: float) -> tuple[Values, Values, int | None]:
+    """EWMA chart, upper side (NIST e-Handbook §6.3.2.4).
+
+    z_t = λ·x_t + (1 − λ)·z_{t−1} with z_0 = μ0, and UCL_t = μ0 + L·σ·√(λ/(2 − λ)·[1 − (1 − λ)^{2t}])
+    for t = 1…n.  Returns (z, ucl, first): ``first`` is the **0-based** index of the first z_t > UCL_t,
+    or None.  The reference counts t from 1, so its "first signal at t = 8" (§7 V15) is index 7.
+    For a downward shift pass −x and −μ0.  Raises ValueError unless 0 < λ ≤ 1 and σ > 0.
+    """
+    if not 0 < lam <= 1 or not sigma > 0:
+        raise ValueError("ewma needs 0 < lam <= 1 and sigma > 0")
+    values = np.asarray(x, dtype=float)
+    # The recursion is a plain loop: a closed form needs (1 − λ)^−t, which overflows on long series,
+    # and scipy.signal.lfilter would cost a 1 s import for what takes microseconds on daily data.
+    z = np.empty_like(values)
+    level = mu0
+    for i, value in enumerate(values):
+        level = lam * float(value) + (1 - lam) * level
+        z[i] = level
+    t = np.arange(1, values.size + 1)
+    ucl = mu0 + L * sigma * np.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * t)))
+    above = np.flatnonzero(z > ucl)
+    return z, ucl, int(above[0]) if above.size else None
+
+
+def baseline_findings(
+    daily: DailyData, day: np.datetime64, flagged_days: Mapping[str, set[np.datetime64]] | None = None
+) -> list[Finding]:
+    """Statistical findings for local ``day``: modified-z per watched metric, the sustained RHR
+    shift, and one escalation finding when ≥ 2 nightly signals are abnormal.
+
+    ``flagged_days[metric]`` are days already flagged for that metric; they never enter its
+    baseline (§3.2, as the Stanford CuSum does).  A metric with no value on ``day``, fewer than
+    14 valid days in the 28 before it, or an undefined scale is skipped.  Every value must be a
+    whole day's (the caller leaves out today's activity totals while the day is still running).
+    Pure.
+    """
+    day = day.astype("datetime64[D]")
+    when = as_date(day)
+    flagged = flagged_days or {}
+    found: list[Finding] = []
+    for metric, watch in WATCHED.items():
+        series = daily.get(metric)
+        if series is not None:
+            hit = _outlier(metric, watch, series, day, when, _days(flagged.get(metric)))
+            if hit is not None:
+                found.append(hit)
+    rhr = daily.get("resting_heart_rate")
+    if rhr is not None:
+        shift = _sustained(rhr, day, when, _days(flagged.get("resting_heart_rate")))
+        if shift is not None:
+            found.append(shift)
+    abnormal = sorted({f.metric for f in found if WATCHED[f.metric].nightly})
+    if len(abnormal) >= ESCALATE_AT:
+        found.append(
+            Finding(
+                metric="nightly_signals",
+                day=when,
+                kind="statistical",
+                rule="multi-signal",
+                rule_version=RULE_VERSION,
+                severity="warning",
+                category="statistical",
+                value=float(len(abnormal)),
+                baseline=float(ESCALATE_AT),
+                title=f"{len(abnormal)} signals outside this patient's normal range on the same night",
+                detail=f"Abnormal on the same night: {', '.join(abnormal)}.",
+            )
+        )
+    return found
+
+
+def _outlier(
+    metric: str, watch: Watch, series: DailySeries, day: np.datetime64, when: date, excluded: npt.NDArray[np.datetime64]
+) -> Finding | None:
+    observed = series.value_on(day)
+    if observed is None:
+        return None
+    x = float(_scale(np.array([observed]), watch)[0])
+    window = _window(series, day - WINDOW_DAYS * ONE_DAY, WINDOW_DAYS, 1, excluded, watch)
+    reference = window
+    if watch.weekday:
+        reference = _window(series, day - WEEKDAY_WEEKS * 7 * ONE_DAY, WEEKDAY_WEEKS, 7, excluded, watch)
+        if reference.size < MIN_WEEKDAY_VALUES:
+            return None
+    if not np.isfinite(x) or window.size < MIN_VALID_DAYS:
+        return None
+    base = robust_baseline(reference)
+    m = (x - base.median) / base.scale
+    sign = 1.0 if watch.direction == "up" else -1.0
+    if not np.isfinite(m) or sign * m <= Z_LIMIT:
+        return None
+    unit = UNITS.get(metric, "")
+    median = float(np.exp(base.median)) if watch.log else base.median
+    notes = [f"{'same-weekday ' if watch.weekday else ''}median {median:g} {unit} over {base.n} days"]
+    if watch.log:
+        notes.append("judged on ln(RMSSD)")
+    if base.fallback:
+        notes.append("MAD was 0, so the scale is 1.253314 × mean absolute deviation")
+    return Finding(
+        metric=metric,
+        day=when,
+        kind="statistical",
+        rule="modified-z",
+        rule_version=RULE_VERSION,
+        severity="info",
+        category="statistical",
+        value=observed,
+        baseline=median,
+        title=f"{metric.replace('_', ' ').capitalize()} unusually {'high' if sign > 0 else 'low'} for this patient",
+        detail=f"{metric} {observed:g} {unit}: modified z {m:.2f} beyond {sign * Z_LIMIT:+g} ({'; '.join(notes)}).",
+    )
+
+
+def _sustained(
+    rhr: DailySeries, day: np.datetime64, when: date, excluded: npt.NDArray[np.datetime64]
+) -> Finding | None:
+    """NightSignal: tonight and last night both ≥ 4 bpm over the median of the 28 days before last
+    night, so the first elevated night never dilutes the baseline the second is judged against."""
+    tonight, last_night = rhr.value_on(day), rhr.value_on(day - ONE_DAY)
+    if tonight is None or last_night is None:
+        return None
+    reference = _window(rhr, day - (WINDOW_DAYS + 1) * ONE_DAY, WINDOW_DAYS, 1, excluded, WATCHED["resting_heart_rate"])
+    if reference.size < MIN_VALID_DAYS:
+        return None
+    median = float(np.median(reference))
+    rises = np.round(np.array([last_night, tonight]) - median, 6)  # float noise never decides 4.0
+    if not (rises >= SHIFT_BPM).all():
+        return None
+    return Finding(
+        metric="resting_heart_rate",
+        day=when,
+        kind="statistical",
+        rule="rhr-sustained",
+        rule_version=RULE_VERSION,
+        severity="warning",
+        category="statistical",
+        value=tonight,
+        baseline=median,
+        title=f"Resting heart rate {SHIFT_BPM:g}+ bpm above this patient's baseline two nights running",
+        detail=(
+            f"resting_heart_rate {last_night:g} then {tonight:g} bpm: +{rises[0]:g} and +{rises[1]:g} over the "
+            f"median {median:g} bpm of {reference.size} days."
+        ),
+    )
+
+
+def _window(
+    series: DailySeries,
+    start: np.datetime64,
+    count: int,
+    step: int,
+    excluded: npt.NDArray[np.datetime64],
+    watch: Watch,
+) -> Values:
+    """The valid values on ``count`` days from ``start``, ``step`` days apart, minus ``excluded``."""
+    days = start + np.arange(count) * step * ONE_DAY
+    values = series.on_grid(start, days[-1])[::step]
+    values[np.isin(days, excluded)] = np.nan
+    values = _scale(values, watch)
+    return values[np.isfinite(values)]
+
+
+def _scale(values: Values, watch: Watch) -> Values:
+    """ln for log-scale metrics (a non-positive value is invalid: NaN); unchanged otherwise."""
+    if not watch.log:
+        return values
+    positive = values > 0
+    return np.where(positive, np.log(np.where(positive, values, 1.0)), np.nan)
+
+
+def _days(days: set[np.datetime64] | None) -> npt.NDArray[np.datetime64]:
+    return np.array(sorted(days or ()), dtype="datetime64[D]")

@@ -1,0 +1,58 @@
+"""Daily aggregates by the user's local day, with rolling averages over the days that have data."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pytest
+
+from db.metrics import Reading
+from pipeline.analytics.aggregates import daily
+
+
+def reading(metric: str, when: str, value: float) -> Reading:
+    return Reading(metric, datetime.fromisoformat(when).replace(tzinfo=UTC), value, "bpm")
+
+
+def test_a_reading_late_in_the_evening_counts_for_the_local_day_not_the_utc_day() -> None:
+    found = daily([reading("heart_rate", "2026-11-21T07:30:00", 70)], "Pacific/Honolulu")
+
+    assert [s.day for s in found.stats] == [date(2026, 11, 20)]
+
+
+def test_avg_min_max_and_count_per_metric_and_day() -> None:
+    found = daily(
+        [
+            reading("heart_rate", "2026-11-20T08:00:00", 60),
+            reading("heart_rate", "2026-11-20T12:00:00", 90),
+            reading("heart_rate", "2026-11-20T18:00:00", 75),
+            reading("resting_heart_rate", "2026-11-20T07:00:00", 58),
+        ],
+        "UTC",
+    )
+
+    by_metric = {s.metric: s for s in found.stats}
+    hr = by_metric["heart_rate"]
+    assert (hr.avg, hr.min, hr.max, hr.count) == (75, 60, 90, 3)
+    assert by_metric["resting_heart_rate"].count == 1
+    assert found.minima["heart_rate"].value_on(np.datetime64("2026-11-20")) == 60
+    assert found.maxima["heart_rate"].value_on(np.datetime64("2026-11-20")) == 90
+
+
+def test_rolling_averages_use_the_trailing_window_and_skip_missing_days() -> None:
+    values = {1: 10.0, 2: 20.0, 3: 30.0, 9: 90.0, 10: 100.0}
+    found = daily([reading("steps", f"2026-11-{d:02d}T07:00:00", v) for d, v in values.items()], "UTC")
+
+    rows = {s.day.day: s for s in found.stats}
+    assert rows[3].avg_7d == pytest.approx(20.0)  # days 1-3
+    assert rows[9].avg_7d == pytest.approx(60.0)  # days 3..9 have 3 and 9
+    assert rows[10].avg_7d == pytest.approx(95.0)  # days 4..10 have 9 and 10
+    assert rows[10].avg_30d == pytest.approx(50.0)  # every day
+    assert 5 not in rows  # a missing day is absent, not zero
+
+
+def test_input_order_does_not_matter() -> None:
+    readings = [reading("spo2", f"2026-11-{d:02d}T0{h}:00:00", 90 + d + h) for d in range(1, 11) for h in (1, 5)]
+
+    assert daily(readings, "UTC").stats == daily(list(reversed(readings)), "UTC").stats
