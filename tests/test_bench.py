@@ -29,3 +29,18 @@ def test_the_upsert_bench_runs_its_baseline_and_prints_the_ratio(servers: Server
     )
     assert [scenario for scenario, _ in ratios] == ["first load", "replay, unchanged", "replay, 10% changed"]
     assert re.search(r"stale after the 10%-changed replay: baseline 2,160 of 2,160 .*; ours 0$", result.stdout, re.M)
+
+
+@pytest.mark.timeout(300)
+def test_the_analytics_bench_measures_ours_beside_per_user_spearmanr(servers: Servers) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/analytics.py", "--quick", "--database-url", servers.database_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^data\s+50 users × 30 metrics × 90 days", result.stdout, re.M)
+    assert re.search(r"^ratio\s+analyse / per-user spearmanr = \d+\.\d+x", result.stdout, re.M)
+    assert re.search(r"^total\s+.* \(target ≤ 30 s\): (PASS|MISS)$", result.stdout, re.M)

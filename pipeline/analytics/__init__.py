@@ -25,6 +25,8 @@ from pipeline.analytics.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
+# Only what survives the false-discovery control is kept: 30 metrics give ~3,000 pairs × lags a
+# run, and a care team acts on the significant few (the analyze command prints them all).
 SIGNIFICANT_Q = 0.05
 
 
@@ -63,6 +65,7 @@ async def analyse_run(pool: asyncpg.Pool, run_id: int) -> AnalysisOutcome | None
             check_from=check_from(first_day, latest),
             today=run["window_end"].astimezone(zone).date(),
             thresholds=_thresholds(run, user_id),
+            max_q=SIGNIFICANT_Q,
         )
         if latest is not None
         else None
@@ -100,12 +103,9 @@ async def _store(conn: asyncpg.Connection, user_id: int, result: Analysis, first
         user_id,
         [
             (s.metric, s.day, s.avg, s.min, s.max, s.count, s.avg_7d, s.avg_30d)
-            for s in result.daily.stats
-            if s.day >= first_day
+            for s in result.daily.stats_since(first_day)
         ],
     )
-    # Only what survives the false-discovery control is kept: 30 metrics give ~3,000 pairs × lags
-    # a run, and a care team acts on the significant few (the analyze command prints them all).
     await stored.replace_correlations(
         conn,
         user_id,
@@ -113,7 +113,6 @@ async def _store(conn: asyncpg.Connection, user_id: int, result: Analysis, first
         [
             (c.a, c.b, c.lag_days, c.n, c.spearman, c.pearson, c.p, c.q, c.ci[0], c.ci[1], c.describe())
             for c in result.correlations
-            if c.q <= SIGNIFICANT_Q
         ],
     )
     for score in result.scores.values():

@@ -61,10 +61,12 @@ def analyse(
     age: int | None = None,
     thresholds: Thresholds | None = None,
     min_pairs: int = 14,
+    max_q: float | None = None,
 ) -> Analysis | None:
     """Analyse ``readings``; anomalies are looked for on local days from ``check_from`` (default:
     the latest day) to the latest day.  ``today`` is the local day still running, whose activity
-    totals are partial and so never judged against a baseline.  None when there are no readings.
+    totals are partial and so never judged against a baseline.  Correlations are all pairs × lags,
+    or only those with q ≤ ``max_q``.  None when there are no readings.
 
     A statistical finding on a metric and day that a clinical rule already flagged is dropped:
     the clinical alert says more, and a care team should not get two pages for one reading.
@@ -73,18 +75,20 @@ def analyse(
         return None
     thresholds = thresholds or Thresholds()
     daily = aggregates.daily(readings, timezone)
-    latest = max(s.day for s in daily.stats)
+    means = daily.means
+    latest = daily.latest
     end = np.datetime64(latest, "D")
 
     glucose = [r for r in readings if r.metric == "glucose"]
     cgm = _cgm(glucose) if glucose else None
     correlations = correlate_daily(
-        {m: s for m, s in daily.means.items() if m != "glucose"},
+        {m: s for m, s in means.items() if m != "glucose"},
         end - (CORRELATION_DAYS - 1),
         end,
         min_pairs=min_pairs,
+        max_q=max_q,
     )
-    scores = compute_scores(daily.means, latest, age=age, gri=cgm.gri if cgm and cgm.sufficient else None)
+    scores = compute_scores(means, latest, age=age, gri=cgm.gri if cgm and cgm.sufficient else None)
 
     lows, highs = dict(daily.minima), dict(daily.maxima)
     continuous = _is_cgm(glucose)
@@ -92,7 +96,7 @@ def analyse(
         # A CGM is judged by events of 15 minutes or more, never by single readings.
         lows.pop("glucose", None)
         highs.pop("glucose", None)
-    whole_days = dict(daily.means)
+    whole_days = dict(means)
     if today is not None:
         whole_days |= {m: whole_days[m].before(np.datetime64(today, "D")) for m in PARTIAL_TODAY if m in whole_days}
 

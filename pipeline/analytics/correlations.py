@@ -94,14 +94,21 @@ class Correlation:
 
 
 def correlate(
-    names: Sequence[str], matrix: npt.NDArray[np.float64], *, max_lag: int = 3, min_pairs: int = 14
+    names: Sequence[str],
+    matrix: npt.NDArray[np.float64],
+    *,
+    max_lag: int = 3,
+    min_pairs: int = 14,
+    max_q: float | None = None,
 ) -> list[Correlation]:
     """Every metric pair at lags 0…``max_lag`` with at least ``min_pairs`` paired days, lag by lag,
     then by position of ``a`` and ``b`` in ``names``.
 
     ``matrix`` is (days × metrics), columns in ``names`` order, NaN where a day is missing.  Pairs with
     a series that is constant on their common days (r undefined) are skipped silently, and so are lags
-    longer than the window.  The q-values adjust over exactly the correlations returned.
+    longer than the window.  The q-values adjust over every pair and lag computed; with ``max_q``
+    only those with q ≤ ``max_q`` are returned (building ~3,000 result objects costs more than the
+    maths, so callers that keep only the significant ones say so here).
     Raises ValueError for a shape that does not match ``names``, ±inf, ``max_lag`` < 0,
     ``min_pairs`` < 4 (the Fisher interval needs n > 3) or more than 32767 days.
     """
@@ -129,6 +136,10 @@ def correlate(
     p = _t_pvalues(rho, n)
     q = benjamini_hochberg(p)[1]
     low, high = _fisher_cis(rho, n, 0.95)
+    if max_q is not None:
+        keep = q <= max_q
+        a, b, lag_of = a[keep], b[keep], lag_of[keep]
+        n, rho, pearson, p, q, low, high = n[keep], rho[keep], pearson[keep], p[keep], q[keep], low[keep], high[keep]
     return [
         Correlation(names[i], names[j], lag, count, r_s, r_p, p_i, q_i, (lo, hi))
         for i, j, lag, count, r_s, r_p, p_i, q_i, lo, hi in zip(
@@ -148,14 +159,20 @@ def correlate(
 
 
 def correlate_daily(
-    daily: DailyData, start: np.datetime64, end: np.datetime64, *, max_lag: int = 3, min_pairs: int = 14
+    daily: DailyData,
+    start: np.datetime64,
+    end: np.datetime64,
+    *,
+    max_lag: int = 3,
+    min_pairs: int = 14,
+    max_q: float | None = None,
 ) -> list[Correlation]:
     """``correlate`` on the days ``start``…``end`` inclusive, metrics in sorted name order (so the
     result does not depend on how the mapping was built).  Readings outside the window are ignored."""
     names = sorted(daily)
     columns = [daily[name].on_grid(start, end) for name in names]
     matrix = np.column_stack(columns) if columns else np.empty((0, 0))
-    return correlate(names, matrix, max_lag=max_lag, min_pairs=min_pairs)
+    return correlate(names, matrix, max_lag=max_lag, min_pairs=min_pairs, max_q=max_q)
 
 
 # ---------------------------------------------------------------------------------------------------

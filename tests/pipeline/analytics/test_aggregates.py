@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
 from db.metrics import Reading
-from pipeline.analytics.aggregates import daily
+from pipeline.analytics.aggregates import daily, local_days
 
 
 def reading(metric: str, when: str, value: float) -> Reading:
@@ -56,3 +57,14 @@ def test_input_order_does_not_matter() -> None:
     readings = [reading("spo2", f"2026-11-{d:02d}T0{h}:00:00", 90 + d + h) for d in range(1, 11) for h in (1, 5)]
 
     assert daily(readings, "UTC").stats == daily(list(reversed(readings)), "UTC").stats
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "America/Santiago", "Pacific/Auckland", "Asia/Kolkata", "UTC"])
+def test_local_days_match_converting_each_reading_across_daylight_saving_changes(zone: str) -> None:
+    rng = np.random.default_rng(3)
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    moments = [datetime.fromtimestamp(start + s, UTC) for s in rng.uniform(0, 365 * 86400, 3000)]
+    readings = [Reading("heart_rate", m, 60.0, "bpm") for m in moments]
+
+    expected = np.array([m.astimezone(ZoneInfo(zone)).date() for m in moments], dtype="datetime64[D]")
+    assert (local_days(readings, zone) == expected).all()

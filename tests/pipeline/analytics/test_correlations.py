@@ -284,3 +284,15 @@ def test_lags_longer_than_the_window_allows_are_skipped_and_nothing_found_is_an_
     assert max(c.lag_days for c in correlate(["a", "b"], matrix, max_lag=30, min_pairs=4)) == 11  # 15 − 11 = 4 pairs
     assert correlate(["a", "b"], matrix[:1]) == correlate(["a"], matrix[:, :1]) == []
     assert benjamini_hochberg([])[0].size == benjamini_hochberg([])[1].size == 0
+
+
+def test_max_q_keeps_only_the_significant_rows_with_q_values_adjusted_over_all_of_them() -> None:
+    rng = np.random.default_rng(7)
+    matrix = rng.normal(size=(90, 6))
+    matrix[:, 1] = matrix[:, 0] * 2 + rng.normal(scale=0.1, size=90)  # one strong pair among noise
+
+    every = correlate([f"m{i}" for i in range(6)], matrix)
+    kept = correlate([f"m{i}" for i in range(6)], matrix, max_q=0.05)
+
+    assert kept == [c for c in every if c.q <= 0.05]
+    assert ("m0", "m1", 0) in {(c.a, c.b, c.lag_days) for c in kept}
