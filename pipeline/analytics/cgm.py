@@ -66,7 +66,7 @@ _US_PER_DAY = 1440 * _US_PER_MINUTE
 # Battelino 2023: an event starts after ≥ 15 consecutive minutes beyond its threshold, and ends
 # after ≥ 15 consecutive minutes back.
 _EVENT_US = 15 * _US_PER_MINUTE
-# Ours, from the brief: one missed reading (a gap of two intervals) keeps a run going; anything
+# Our convention: one missed reading (a gap of two intervals) keeps a run going; anything
 # longer is a sensor gap.  iglu instead interpolates over gaps of up to 45 minutes (§1.4).
 _MAX_GAP_INTERVALS = 2
 

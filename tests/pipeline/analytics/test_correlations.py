@@ -193,7 +193,7 @@ def _one(rho: float, lag: int, n: int, q: float) -> Correlation:
             0.003,
             "Higher sleep_duration goes with higher hrv_rmssd the next day (moderate, ρ = 0.42, n = 41, q = 0.003).",
         ),
-        (  # the example calls 0.52 moderate, but its own scale says 0.5 ≤ |ρ| < 0.7 is strong
+        (  # 0.5 ≤ |ρ| < 0.7 is "strong" on our scale, even though 0.52 is often called moderate
             0.52,
             1,
             0.003,
