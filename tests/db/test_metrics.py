@@ -1,0 +1,265 @@
+"""The metric upsert on a real, migrated database: both paths of ``upsert`` and ``upsert_many``.
+
+``upsert`` sends fewer than ``STAGED_FROM`` distinct keys as one unnest statement and more
+through COPY and a staging table, so each behaviour is checked at a size on either side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from db import connections, tenants
+from db.metrics import STAGED_FROM, MetricRow, Reading, UpsertCounts, upsert, upsert_many
+from db.migrate import migrate
+from db.pool import connect
+from db.sealing import Keyring
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+METRICS = 30
+PROVIDER = "simulator"
+
+Write = Callable[[asyncpg.Connection, int, Sequence[Reading]], Awaitable[UpsertCounts]]
+
+
+async def _unnest(conn: asyncpg.Connection, user_id: int, readings: Sequence[Reading]) -> UpsertCounts:
+    assert len({(r.metric, r.recorded_at) for r in readings}) < STAGED_FROM
+    return await upsert(conn, user_id, PROVIDER, None, readings)
+
+
+async def _staged(conn: asyncpg.Connection, user_id: int, readings: Sequence[Reading]) -> UpsertCounts:
+    assert len({(r.metric, r.recorded_at) for r in readings}) >= STAGED_FROM
+    return await upsert(conn, user_id, PROVIDER, None, readings)
+
+
+async def _many(conn: asyncpg.Connection, user_id: int, readings: Sequence[Reading]) -> UpsertCounts:
+    return await upsert_many(conn, rows(user_id, readings))
+
+
+# (writer, readings per call): the size puts ``upsert`` on the path the name says.
+PATHS = {
+    "upsert-unnest": (_unnest, 2 * METRICS),
+    "upsert-staged": (_staged, STAGED_FROM + 7),
+    "upsert_many": (_many, 2 * METRICS),
+}
+paths = pytest.mark.parametrize("path", list(PATHS))
+
+
+def readings(count: int, offset: float = 0.0) -> list[Reading]:
+    """``count`` readings, day-major over 30 metrics, as a provider streams them."""
+    return [
+        Reading(f"metric_{i % METRICS:02d}", START + timedelta(days=i // METRICS), float(i % 997) + offset, "unit")
+        for i in range(count)
+    ]
+
+
+def rows(user_id: int, batch: Sequence[Reading], connection_id: int | None = None) -> list[MetricRow]:
+    return [MetricRow(user_id, PROVIDER, r.metric, r.recorded_at, r.value, r.unit, connection_id) for r in batch]
+
+
+def bumped(reading: Reading, by: float = 0.5) -> Reading:
+    return replace(reading, value=reading.value + by)
+
+
+@pytest.fixture
+async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
+    found = await connect(fresh_db)
+    await migrate(found)
+    yield found
+    await found.close()
+
+
+async def make_users(conn: asyncpg.Connection, count: int) -> list[int]:
+    tenant_id = await tenants.ensure_tenant(conn, "metrics", "Metrics")
+    return [await tenants.ensure_user(conn, tenant_id, f"u{i}", f"User {i}") for i in range(count)]
+
+
+async def stored(conn: asyncpg.Connection, user_id: int) -> dict[tuple[str, str, datetime], tuple[float, str]]:
+    found = await conn.fetch(
+        "SELECT provider, metric, recorded_at, value, unit FROM metrics WHERE user_id = $1", user_id
+    )
+    return {(r["provider"], r["metric"], r["recorded_at"]): (r["value"], r["unit"]) for r in found}
+
+
+async def versions(conn: asyncpg.Connection, user_id: int) -> dict[tuple[str, datetime], str]:
+    """Each row's xmin: it changes only when the row is written."""
+    found = await conn.fetch("SELECT metric, recorded_at, xmin::text AS v FROM metrics WHERE user_id = $1", user_id)
+    return {(r["metric"], r["recorded_at"]): r["v"] for r in found}
+
+
+def expected(batch: Sequence[Reading]) -> dict[tuple[str, str, datetime], tuple[float, str]]:
+    return {(PROVIDER, r.metric, r.recorded_at): (r.value, r.unit) for r in batch}
+
+
+@paths
+async def test_a_first_load_inserts_every_reading(conn: asyncpg.Connection, path: str) -> None:
+    write, count = PATHS[path]
+    [user_id] = await make_users(conn, 1)
+    batch = readings(count)
+
+    assert await write(conn, user_id, batch) == UpsertCounts(inserted=count)
+    assert await stored(conn, user_id) == expected(batch)
+
+
+@paths
+async def test_a_replay_writes_nothing_and_counts_every_reading_unchanged(conn: asyncpg.Connection, path: str) -> None:
+    write, count = PATHS[path]
+    [user_id] = await make_users(conn, 1)
+    batch = readings(count)
+    await write(conn, user_id, batch)
+    before = await versions(conn, user_id)
+
+    assert await write(conn, user_id, batch) == UpsertCounts(unchanged=count)
+    assert await versions(conn, user_id) == before
+
+
+@paths
+async def test_a_changed_value_or_unit_updates_exactly_those_rows(conn: asyncpg.Connection, path: str) -> None:
+    write, count = PATHS[path]
+    [user_id] = await make_users(conn, 1)
+    batch = readings(count)
+    await write(conn, user_id, batch)
+    before = await versions(conn, user_id)
+    changed = [bumped(r) if i % 7 == 0 else r for i, r in enumerate(batch)]
+    changed[1] = replace(changed[1], unit="other")
+    touched = {(r.metric, r.recorded_at) for i, r in enumerate(batch) if i % 7 == 0 or i == 1}
+
+    counts = await write(conn, user_id, changed)
+
+    assert counts == UpsertCounts(updated=len(touched), unchanged=count - len(touched))
+    assert await stored(conn, user_id) == expected(changed)
+    after = await versions(conn, user_id)
+    assert {key for key in after if after[key] != before[key]} == touched
+
+
+@paths
+async def test_a_key_sent_twice_in_one_call_keeps_the_last_and_counts_the_other_unchanged(
+    conn: asyncpg.Connection, path: str
+) -> None:
+    write, count = PATHS[path]
+    [user_id] = await make_users(conn, 1)
+    base = readings(count)
+    same, to_new, twice_new, fresh = base[:4]
+    await upsert_many(conn, rows(user_id, [same, to_new, twice_new]))
+    # Every order in which Postgres could otherwise see the same key twice in one statement.
+    batch = [
+        bumped(same), same,  # changed, then back to what is stored: nothing to write
+        to_new, bumped(to_new),  # stored, then changed: an update
+        bumped(twice_new), bumped(twice_new),  # the same change twice: one update
+        bumped(fresh, 5), fresh,  # a new key twice: one insert, of the last
+        *base[4:],
+    ]  # fmt: skip
+
+    counts = await write(conn, user_id, batch)
+
+    assert counts == UpsertCounts(inserted=count - 3, updated=2, unchanged=len(batch) - (count - 3) - 2)
+    assert await stored(conn, user_id) == expected([same, bumped(to_new), bumped(twice_new), fresh, *base[4:]])
+
+
+async def test_one_upsert_many_call_carries_several_users_providers_and_connections(
+    conn: asyncpg.Connection, keyring: Keyring
+) -> None:
+    first, second, third = await make_users(conn, 3)
+    connection_id = await connections.upsert(conn, keyring, user_id=second, provider=PROVIDER, tokens={"a": "b"})
+    batch = readings(2 * METRICS)
+    mixed = [
+        *rows(first, batch),
+        *rows(second, batch, connection_id),
+        *[row._replace(provider="oura") for row in rows(second, batch[:METRICS])],
+        *rows(third, batch[::2]),
+    ]
+    mixed.sort(key=lambda row: row.recorded_at)  # interleave the owners
+
+    assert await upsert_many(conn, mixed) == UpsertCounts(inserted=len(mixed))
+    assert await upsert_many(conn, mixed) == UpsertCounts(unchanged=len(mixed))
+    assert await stored(conn, first) == expected(batch)
+    assert await stored(conn, second) == expected(batch) | {
+        ("oura", r.metric, r.recorded_at): (r.value, r.unit) for r in batch[:METRICS]
+    }
+    assert await stored(conn, third) == expected(batch[::2])
+    linked = await conn.fetch("SELECT DISTINCT user_id, provider, connection_id FROM metrics ORDER BY 1, 2")
+    assert [tuple(r) for r in linked] == [
+        (first, PROVIDER, None),
+        (second, "oura", None),
+        (second, PROVIDER, connection_id),
+        (third, PROVIDER, None),
+    ]
+
+
+async def test_upsert_many_inside_the_callers_transaction_counts_only_its_own_rows(conn: asyncpg.Connection) -> None:
+    first, second = await make_users(conn, 2)
+    batch = readings(2 * METRICS)
+
+    async with conn.transaction():
+        one = await upsert_many(conn, rows(first, batch))
+        # A key twice makes the second call retry inside its own savepoint.
+        two = await upsert_many(conn, rows(second, [*batch, batch[0]]))
+
+    assert one == UpsertCounts(inserted=len(batch))
+    assert two == UpsertCounts(inserted=len(batch), unchanged=1)
+    assert await stored(conn, first) == expected(batch) == await stored(conn, second)
+
+
+async def test_every_path_leaves_the_same_rows_and_counts_the_same(conn: asyncpg.Connection) -> None:
+    users = await make_users(conn, 3)
+    count = STAGED_FROM + 7
+    batch = readings(count)
+    changed = [bumped(r) if i % 5 == 0 else r for i, r in enumerate(batch)]
+    changed[3] = replace(changed[3], unit="other")
+    touched = sum(1 for i in range(count) if i % 5 == 0 or i == 3)
+    step = STAGED_FROM // 2  # below the crossover, so upsert takes the unnest path
+
+    async def unnest(user_id: int, sent: list[Reading]) -> UpsertCounts:
+        counts = UpsertCounts()
+        for start in range(0, len(sent), step):
+            counts += await _unnest(conn, user_id, sent[start : start + step])
+        return counts
+
+    async def staged(user_id: int, sent: list[Reading]) -> UpsertCounts:
+        return await _staged(conn, user_id, sent)
+
+    async def many(user_id: int, sent: list[Reading]) -> UpsertCounts:
+        return await _many(conn, user_id, sent)
+
+    results = []
+    for user_id, write in zip(users, (unnest, staged, many), strict=True):
+        counts = [await write(user_id, sent) for sent in (batch, batch, changed, batch)]
+        results.append((counts, await stored(conn, user_id)))
+
+    assert results[0] == results[1] == results[2]
+    assert results[0][0] == [
+        UpsertCounts(inserted=count),
+        UpsertCounts(unchanged=count),
+        UpsertCounts(updated=touched, unchanged=count - touched),
+        UpsertCounts(updated=touched, unchanged=count - touched),
+    ]
+    assert results[0][1] == expected(batch)
+
+
+async def test_a_key_twice_in_the_first_call_on_a_connection_still_lands(fresh_db: str) -> None:
+    # The retry meets a connection whose staging table was rolled back with the first attempt.
+    setup = await connect(fresh_db)
+    await migrate(setup)
+    [user_id] = await make_users(setup, 1)
+    await setup.close()
+    conn = await connect(fresh_db)
+    batch = readings(METRICS)
+    try:
+        counts = await upsert_many(conn, rows(user_id, [*batch, bumped(batch[0])]))
+        assert counts == UpsertCounts(inserted=len(batch), unchanged=1)
+        assert await stored(conn, user_id) == expected([bumped(batch[0]), *batch[1:]])
+        assert await upsert_many(conn, rows(user_id, batch[:1])) == UpsertCounts(updated=1)
+    finally:
+        await conn.close()
+
+
+async def test_an_empty_call_writes_nothing(conn: asyncpg.Connection) -> None:
+    [user_id] = await make_users(conn, 1)
+
+    assert await upsert(conn, user_id, PROVIDER, None, []) == UpsertCounts()
+    assert await upsert_many(conn, []) == UpsertCounts()
+    assert await stored(conn, user_id) == {}
