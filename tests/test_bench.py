@@ -44,3 +44,17 @@ def test_the_analytics_bench_measures_ours_beside_per_user_spearmanr(servers: Se
     assert re.search(r"^data\s+50 users × 30 metrics × 90 days", result.stdout, re.M)
     assert re.search(r"^ratio\s+analyse / per-user spearmanr = \d+\.\d+x", result.stdout, re.M)
     assert re.search(r"^total\s+.* \(target ≤ 30 s\): (PASS|MISS)$", result.stdout, re.M)
+
+
+@pytest.mark.timeout(300)
+def test_the_ingest_bench_runs_the_seed_the_ceiling_and_ours_and_judges_each_target(servers: Servers) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/ingest.py", "--quick", "--database-url", servers.database_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^first load\s+ours\s+.*\d+\.\d+x", result.stdout, re.M)
+    assert len(re.findall(r"^\s+(PASS|MISS)\s+ours", result.stdout, re.M)) == 4
