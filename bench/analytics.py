@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import platform
 import secrets
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -37,8 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from servers import postgres  # noqa: E402
+
 from db import metrics  # noqa: E402
-from db.embedded import EmbeddedServices  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from pipeline.analytics.analysis import analyse  # noqa: E402
 from pipeline.vocabulary import UNITS  # noqa: E402
@@ -134,17 +133,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quick", action="store_true", help="50 users: only checks that the bench runs")
-    parser.add_argument("--database-url", default=os.environ.get("CAREBEACON_BENCH_DATABASE_URL"))
+    parser.add_argument("--database-url", help="an existing server (needs CREATE DATABASE); default: embedded")
     args = parser.parse_args()
     users = 50 if args.quick else args.users
-    with contextlib.ExitStack() as stack:
-        admin_url = args.database_url
-        if admin_url is None:
-            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cb-bench-")))
-            scratch.chmod(0o755)
-            embedded = EmbeddedServices(scratch).start(redis=False)
-            stack.callback(embedded.close)
-            admin_url = embedded.database_url
+    with postgres(args.database_url) as admin_url:
         started = time.perf_counter()
         url = asyncio.run(prepare(admin_url, users))
         loaded = time.perf_counter() - started

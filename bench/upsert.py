@@ -24,7 +24,6 @@ import platform
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -38,8 +37,9 @@ import asyncpg
 # measure this tree's db/ and pipeline/ even when the venv's editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from servers import postgres  # noqa: E402
+
 from db import metrics, tenants  # noqa: E402
-from db.embedded import EmbeddedServices  # noqa: E402
 from db.metrics import Reading, UpsertCounts  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from pipeline.sync import BATCH_SIZE  # noqa: E402
@@ -252,17 +252,8 @@ async def measure(server_url: str, args: argparse.Namespace) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    url = args.database_url or os.environ.get("CAREBEACON_BENCH_DATABASE_URL")
-    with tempfile.TemporaryDirectory(prefix="cb-bench-") as tmp:
-        embedded = None
-        if not url:
-            embedded = EmbeddedServices(Path(tmp)).start(redis=False)
-            url = embedded.database_url
-        try:
-            text = await measure(url, args)
-        finally:
-            if embedded is not None:
-                embedded.close()
+    with postgres(args.database_url) as url:
+        text = await measure(url, args)
     print(text)
 
 
