@@ -8,6 +8,8 @@ doctor   check configuration and reach Postgres and Redis
 reseal   re-encrypt every sealed secret under the first key of CAREBEACON_SEAL_KEYS
 sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
 clock    run the scheduler alone (the Procfile's clock process)
+deadletters  list sync runs that failed for good
+requeue  hand failed sync runs back to the queue
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from db import SettingError
+from db import SettingError, sync_runs
 from db.migrate import MigrationError
 from db.sealing import Keyring, SealError
 from pipeline import runtime
@@ -42,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("reseal", help="re-encrypt sealed secrets under the current key")
     sealkey = sub.add_parser("sealkey", help="print a new CAREBEACON_SEAL_KEYS entry")
     sealkey.add_argument("--id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="key id (default kYYYYMMDD)")
-    sub.add_parser("clock", help="run the scheduler (one per deployment)")
+    sub.add_parser("clock", help="run the scheduled jobs (a second clock for failover is safe)")
+    deadletters = sub.add_parser("deadletters", help="list sync runs that failed for good, newest first")
+    deadletters.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+    requeue = sub.add_parser("requeue", help="hand failed sync runs back to the queue")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("run_ids", nargs="*", type=int, default=[], metavar="RUN_ID", help="sync run ids")
+    which.add_argument("--all", action="store_true", help="every failed run")
     analyze = sub.add_parser("analyze", help="analyse a CSV of readings and print JSON")
     analyze.add_argument("--input", required=True, type=Path, help="CSV with metric,recorded_at,value[,unit]")
     analyze.add_argument("--age", type=int, help="the patient's age in years (some score targets depend on it)")
@@ -157,22 +166,64 @@ def _reseal(args: argparse.Namespace) -> int:
 
 def _clock(args: argparse.Namespace) -> int:
     async def go() -> None:
-        from pipeline.scheduler import build_scheduler
+        from pipeline.jobs import schedule
+        from pipeline.scheduler import Clock
 
-        scheduler = build_scheduler()
-        scheduler.start()
-        print("scheduler running: sync sweep, daily sync at 03:00 UTC, reconciler", flush=True)
+        pool = await runtime.pool()
         try:
-            await asyncio.Event().wait()
+            jobs = schedule(pool, runtime.current().settings)
+            print(f"clock running: {', '.join(job.name for job in jobs)}", flush=True)
+            await Clock(pool, jobs).run()
         finally:
-            scheduler.shutdown(wait=False)
             await runtime.close_pool()
 
     asyncio.run(go())
     return 0
 
 
+def _deadletters(args: argparse.Namespace) -> int:
+    async def go() -> list[Any]:
+        pool = await runtime.pool()
+        try:
+            async with pool.acquire() as conn:
+                return await sync_runs.failed(conn, args.limit)
+        finally:
+            await runtime.close_pool()
+
+    runs = asyncio.run(go())
+    for run in runs:
+        when = run["finished_at"].isoformat(timespec="seconds") if run["finished_at"] else "-"
+        print(
+            f"run {run['id']}  connection {run['connection_id']} ({run['provider']}, user {run['user_id']})"
+            f"  {run['trigger']}  {run['attempts']} attempt(s)  {when}  {run['error'] or ''}"
+        )
+    print(f"{len(runs)} failed sync run(s)" + ("; requeue with: carebeacon requeue RUN_ID... | --all" if runs else ""))
+    return 0
+
+
+def _requeue(args: argparse.Namespace) -> int:
+    async def go() -> list[int]:
+        from pipeline import actors  # noqa: F401  (declares the actors the requeue sends to)
+        from pipeline.triggers import requeue_failed
+
+        pool = await runtime.pool()
+        try:
+            return await requeue_failed(pool, None if args.all else args.run_ids)
+        finally:
+            await runtime.close_pool()
+
+    requeued = asyncio.run(go())
+    missed = sorted(set(args.run_ids) - set(requeued))
+    print(f"requeued {len(requeued)} sync run(s)" + (f": {', '.join(map(str, requeued))}" if requeued else ""))
+    if missed:
+        print(f"not failed (or unknown), left alone: {', '.join(map(str, missed))}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "deadletters": _deadletters,
+    "requeue": _requeue,
     "up": _up,
     "web": _web,
     "demo": _demo,

@@ -26,6 +26,7 @@ class DemoFailed(Exception):
 class Summary:
     seconds: float
     metric_rows: int
+    session_rows: int
     run: asyncpg.Record
     scores: list[asyncpg.Record]
     alerts: list[asyncpg.Record]
@@ -35,9 +36,10 @@ class Summary:
     def render(self) -> str:
         lines = [
             f"Demo finished in {self.seconds:.1f} s",
-            f"  sync run      #{self.run['id']}: {self.run['rows_received']} readings, "
+            f"  sync run      #{self.run['id']}: {self.run['rows_received']} readings and sessions received, "
             f"{self.run['rows_written']} written, {self.run['rows_invalid']} invalid",
-            f"  rows stored   {self.metric_rows} metric rows for the demo patient",
+            f"  rows stored   {self.metric_rows} readings and {self.session_rows} sleep/workout sessions"
+            " for the demo patient",
         ]
         if self.scores:
             day = self.scores[0]["day"]
@@ -108,6 +110,7 @@ async def _wait(pool: asyncpg.Pool, query: str, arg: int, deadline: float, stage
 async def _summary(pool: asyncpg.Pool, demo: Demo, run: asyncpg.Record, seconds: float) -> Summary:
     async with pool.acquire() as conn:
         rows = await conn.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", demo.user_id)
+        sessions = await conn.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", demo.user_id)
         scores = await conn.fetch(
             "SELECT domain, day, score FROM health_scores WHERE user_id = $1"
             " AND day = (SELECT max(day) FROM health_scores WHERE user_id = $1) ORDER BY domain",
@@ -120,4 +123,4 @@ async def _summary(pool: asyncpg.Pool, demo: Demo, run: asyncpg.Record, seconds:
             " WHERE a.user_id = $1 ORDER BY l.id",
             demo.user_id,
         )
-    return Summary(seconds, rows, run, list(scores), list(alerts), list(deliveries), demo)
+    return Summary(seconds, rows, sessions, run, list(scores), list(alerts), list(deliveries), demo)

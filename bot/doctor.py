@@ -13,6 +13,7 @@ from db import DbSettings, SettingError, open_services
 from db.env import Env
 from db.migrate import pending
 from db.reseal import SEALED_COLUMNS
+from pipeline.providers import build_providers
 from pipeline.settings import PipelineSettings
 
 
@@ -37,6 +38,7 @@ def diagnose(env: Env) -> list[Check]:
             checks.append(Check(f"settings: {name}", True, "valid"))
         except SettingError as exc:
             checks.append(Check(f"settings: {name}", False, str(exc), f"set {exc.name} as described; see README"))
+    checks.append(_providers(env))
     db_settings, pipeline_settings = parsed.get("db"), parsed.get("pipeline")
     if not isinstance(db_settings, DbSettings) or not isinstance(pipeline_settings, PipelineSettings):
         return checks
@@ -66,6 +68,17 @@ def diagnose(env: Env) -> list[Check]:
     finally:
         services.close()
     return checks
+
+
+def _providers(env: Env) -> Check:
+    """Which wearables this deployment can connect; a provider without credentials is fine,
+    a malformed credential or URL is not."""
+    try:
+        providers = build_providers(env)
+    except SettingError as exc:
+        return Check("providers", False, str(exc), f"set {exc.name} as described; see docs/providers.md")
+    listed = [p.id if p.available else f"{p.id} (unavailable: {p.unavailable_reason})" for p in providers.values()]
+    return Check("providers", True, ", ".join(listed))
 
 
 async def _postgres(url: str, mode: str, kids: list[str]) -> list[Check]:

@@ -1,5 +1,5 @@
 """``carebeacon up``: migrate, seed an empty database, then run the web app, the workers and
-the scheduler in one process until Ctrl-C.
+the clock in one process until Ctrl-C.
 
 The Procfile runs the same parts as separate processes; here one Dramatiq worker serves
 every queue, which is what a laptop needs.
@@ -32,7 +32,8 @@ async def serve(settings: BotSettings) -> None:
     """Everything in one process, until SIGINT or SIGTERM."""
     rt = runtime.current()
     from pipeline import triggers
-    from pipeline.scheduler import build_scheduler
+    from pipeline.jobs import schedule
+    from pipeline.scheduler import Clock
 
     pool = await runtime.pool()
     async with pool.acquire() as conn:
@@ -41,19 +42,21 @@ async def serve(settings: BotSettings) -> None:
     demo = await seed_demo(pool, rt.keyring, rt.db.data_dir) if seeded else None
 
     if demo is not None:
-        # Before the scheduler starts, so its first sweep sees this run open and adds none.
+        # Before the clock starts, so its first sweeps see this run open and add none.
         await triggers.request_sync(pool, demo.connection_id, "initial")
     worker = Worker(rt.broker, worker_threads=WORKER_THREADS)
     worker.start()
-    scheduler = build_scheduler()
-    scheduler.start()
+    jobs = schedule(pool, rt.settings)
+    clock = asyncio.create_task(Clock(pool, jobs).run(), name="clock")
     try:
         async with _web(settings, pool):
-            _banner(settings, rt, applied, demo is not None)
+            _banner(settings, rt, applied, demo is not None, [job.name for job in jobs])
             await _until_signalled()
             print("stopping…", flush=True)
     finally:
-        scheduler.shutdown(wait=False)
+        clock.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clock
         await asyncio.to_thread(worker.stop)
         await runtime.close_pool()
 
@@ -88,7 +91,7 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-def _banner(settings: BotSettings, rt: runtime.Runtime, applied: list[str], seeded: bool) -> None:
+def _banner(settings: BotSettings, rt: runtime.Runtime, applied: list[str], seeded: bool, jobs: list[str]) -> None:
     embedded = rt.services.embedded
     local = f"embedded, data in {rt.db.data_dir}"
     lines = [
@@ -97,7 +100,7 @@ def _banner(settings: BotSettings, rt: runtime.Runtime, applied: list[str], seed
         f"  postgres   {local if embedded and embedded.database_url else 'DATABASE_URL'}",
         f"  redis      {local if embedded and embedded.redis_url else 'REDIS_URL'}",
         f"  workers    {WORKER_THREADS} threads on queues {', '.join(sorted(rt.broker.get_declared_queues()))}",
-        "  scheduler  sync sweep, daily sync at 03:00 UTC, reconciler every 30 s",
+        f"  clock      {', '.join(jobs)}",
         f"  migrations {', '.join(applied) if applied else 'up to date'}",
     ]
     if seeded:

@@ -1,7 +1,9 @@
 """Routing one alert: rules choose channels, each channel gets one logged attempt.
 
 Idempotent: a channel that already has a delivered attempt for the alert is skipped, so a
-replayed or reconciled message never pages anyone twice.
+replayed or reconciled message never pages anyone twice.  A channel whose attempt is still in
+flight elsewhere is retried once that attempt's lease runs out, never written off: the other
+worker may have died mid-send.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from db.sealing import Keyring, SealError
 
 log = logging.getLogger(__name__)
 
-# How long an attempt in flight keeps other workers off the same (alert, channel).
+# How long an attempt in flight keeps other workers off the same (alert, channel).  Longer
+# than any channel's send timeout, so a live attempt is never duplicated.
 ATTEMPT_LEASE = timedelta(minutes=2)
 
 
@@ -33,7 +36,9 @@ class RoutingReport:
     retrying: int = 0
 
 
-async def route_alert(pool: asyncpg.Pool, keyring: Keyring, alert_id: int) -> RoutingReport:
+async def route_alert(
+    pool: asyncpg.Pool, keyring: Keyring, alert_id: int, lease: timedelta = ATTEMPT_LEASE
+) -> RoutingReport:
     """Deliver the alert to every channel its tenant's rules choose.
 
     Raises TransientDeliveryError (with the longest Retry-After seen) when a channel should be
@@ -50,10 +55,15 @@ async def route_alert(pool: asyncpg.Pool, keyring: Keyring, alert_id: int) -> Ro
     retry_after: list[float] = []
     for target in targets:
         async with pool.acquire() as conn:
-            log_id = await notifications.start_attempt(conn, alert.id, target.id, ATTEMPT_LEASE)
-        if log_id is None:
+            attempt = await notifications.start_attempt(conn, alert.id, target.id, lease)
+        if attempt.in_flight_for is not None:
+            # Come back when the lease runs out: by then it was delivered, or its worker died.
+            retry_after.append(attempt.in_flight_for.total_seconds())
+            continue
+        if attempt.log_id is None:
             skipped += 1
             continue
+        log_id = attempt.log_id
         try:
             channel = build_channel(target.kind, target.config(keyring))
             outcome = await channel.send(channel.render(alert))

@@ -95,23 +95,43 @@ async def channels_for(conn: asyncpg.Connection, alert: Alert) -> list[ChannelRo
     return [ChannelRow(**dict(r)) for r in rows]
 
 
-async def start_attempt(conn: asyncpg.Connection, alert_id: int, channel_id: int, lease: timedelta) -> int | None:
-    """Log a new 'sending' attempt and return its log id, or None when there is nothing to send.
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What ``start_attempt`` found: a new attempt to make, an attempt still in flight (and how
+    long its lease runs), or neither because the channel already has the alert."""
 
-    Nothing to send: the alert already reached this channel, or another worker's attempt is in
-    flight (younger than ``lease``).  The alert row lock makes the check and the insert atomic.
+    log_id: int | None = None
+    in_flight_for: timedelta | None = None
+
+
+async def start_attempt(conn: asyncpg.Connection, alert_id: int, channel_id: int, lease: timedelta) -> Attempt:
+    """Log a new 'sending' attempt, unless the alert already reached this channel or another
+    worker's attempt is in flight (younger than ``lease``).
+
+    An older 'sending' row was left by a worker that died mid-send: it is closed as failed,
+    and a new attempt takes its place.  The alert row lock makes check and insert atomic.
     """
     async with conn.transaction():
         await conn.execute("SELECT 1 FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
-        busy = await conn.fetchval(
-            "SELECT count(*) FROM notification_logs WHERE alert_id = $1 AND channel_id = $2"
-            " AND (status = 'delivered' OR (status = 'sending' AND created_at > now() - $3::interval))",
+        found = await conn.fetchrow(
+            "SELECT bool_or(status = 'delivered') AS delivered,"
+            " max(created_at) FILTER (WHERE status = 'sending' AND created_at > now() - $3::interval)"
+            "   + $3::interval - now() AS lease_left"
+            " FROM notification_logs WHERE alert_id = $1 AND channel_id = $2",
             alert_id,
             channel_id,
             lease,
         )
-        if busy:
-            return None
+        if found["delivered"]:
+            return Attempt()
+        if found["lease_left"] is not None:
+            return Attempt(in_flight_for=found["lease_left"])
+        await conn.execute(
+            "UPDATE notification_logs SET status = 'failed', detail = 'abandoned: the worker stopped mid-send',"
+            " finished_at = now() WHERE alert_id = $1 AND channel_id = $2 AND status = 'sending'",
+            alert_id,
+            channel_id,
+        )
         log_id: int = await conn.fetchval(
             "INSERT INTO notification_logs (alert_id, channel_id, attempt, status)"
             " SELECT $1, $2, coalesce(max(attempt), 0) + 1, 'sending' FROM notification_logs"
@@ -119,7 +139,7 @@ async def start_attempt(conn: asyncpg.Connection, alert_id: int, channel_id: int
             alert_id,
             channel_id,
         )
-        return log_id
+        return Attempt(log_id=log_id)
 
 
 async def finish_attempt(conn: asyncpg.Connection, log_id: int, status: str, detail: str | None) -> None:

@@ -7,6 +7,7 @@ conditional UPDATE, so two deliveries of the same message cannot both run it; a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,37 +49,81 @@ async def set_window(conn: asyncpg.Connection, run_id: int, start: datetime, end
     await conn.execute("UPDATE sync_runs SET window_start = $2, window_end = $3 WHERE id = $1", run_id, start, end)
 
 
+# The attempt's duration, from the claim to now.
+_DURATION = "duration_ms = (extract(epoch FROM now() - started_at) * 1000)::integer"
+
+
 async def complete(conn: asyncpg.Connection, run_id: int, counts: UpsertCounts, received: int, invalid: int) -> None:
     await conn.execute(
-        "UPDATE sync_runs SET status = 'completed', finished_at = now(),"
-        " rows_received = $2, rows_written = $3, rows_invalid = $4 WHERE id = $1",
+        f"UPDATE sync_runs SET status = 'completed', finished_at = now(), {_DURATION}, rows_received = $2,"
+        " rows_written = $3, rows_unchanged = $4, rows_invalid = $5 WHERE id = $1",
         run_id,
         received,
         counts.written,
+        counts.unchanged,
         invalid,
     )
 
 
-async def finish(conn: asyncpg.Connection, run_id: int, status: str, error: str | None) -> None:
-    """End the run as failed or skipped, or hand it back as pending for a retry."""
+async def finish(
+    conn: asyncpg.Connection, run_id: int, status: str, error: str | None, retry_in: timedelta | None = None
+) -> None:
+    """End the run as failed or skipped, or hand it back as pending for a retry due in
+    ``retry_in``: until then the reconciler leaves it to Dramatiq's backoff."""
     await conn.execute(
-        "UPDATE sync_runs SET status = $2, error = $3,"
-        " finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END WHERE id = $1",
+        f"UPDATE sync_runs SET status = $2, error = $3, {_DURATION},"
+        " finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END,"
+        " not_before = CASE WHEN $4::interval IS NULL THEN not_before ELSE now() + $4::interval END"
+        " WHERE id = $1",
         run_id,
         status,
         error,
+        retry_in,
     )
 
 
 async def needing_enqueue(conn: asyncpg.Connection, older_than: timedelta, stale_after: timedelta) -> list[int]:
-    """Runs whose message may be lost: pending too long, or running past the stale interval."""
+    """Runs whose message may be lost: pending longer than ``older_than`` after they fell due
+    (a jittered or retrying run falls due at ``not_before``), or running past the stale interval.
+
+    Each run returned is stamped due again now, so the next pass leaves it alone for another
+    ``older_than`` instead of re-sending it every time while it waits for a free worker.
+    """
     rows = await conn.fetch(
-        "SELECT id FROM sync_runs WHERE (status = 'pending' AND created_at < now() - $1::interval)"
-        " OR (status = 'running' AND started_at < now() - $2::interval) ORDER BY id LIMIT 1000",
+        "UPDATE sync_runs SET not_before = now() WHERE id IN ("
+        "  SELECT id FROM sync_runs WHERE coalesce(not_before, created_at) < now() - $1::interval"
+        "   AND created_at < now() - $1::interval"
+        "   AND (status = 'pending' OR (status = 'running' AND started_at < now() - $2::interval))"
+        "  ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id",
         older_than,
         stale_after,
     )
-    return [r["id"] for r in rows]
+    return sorted(r["id"] for r in rows)
+
+
+async def failed(conn: asyncpg.Connection, limit: int = 100) -> list[asyncpg.Record]:
+    """The dead letters, newest first: runs that ran out of retries or failed permanently."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT r.id, r.connection_id, c.provider, c.user_id, r.trigger, r.attempts, r.error, r.finished_at"
+        " FROM sync_runs r JOIN connections c ON c.id = r.connection_id"
+        " WHERE r.status = 'failed' ORDER BY r.finished_at DESC NULLS LAST, r.id DESC LIMIT $1",
+        limit,
+    )
+    return rows
+
+
+async def requeue(conn: asyncpg.Connection, run_ids: list[int] | None) -> list[int]:
+    """Hand failed runs back as pending (all of them when ``run_ids`` is None); returns their ids.
+
+    The attempt count restarts, so the run gets the actor's full retry budget again.
+    """
+    rows = await conn.fetch(
+        "UPDATE sync_runs SET status = 'pending', attempts = 0, finished_at = NULL, not_before = NULL"
+        " WHERE status = 'failed' AND ($1::bigint[] IS NULL OR id = ANY($1)) RETURNING id",
+        run_ids,
+    )
+    return sorted(r["id"] for r in rows)
 
 
 async def get(conn: asyncpg.Connection, run_id: int) -> asyncpg.Record | None:
@@ -99,16 +144,39 @@ async def unanalysed(conn: asyncpg.Connection, older_than: timedelta) -> list[in
     return [r["id"] for r in rows]
 
 
-async def create_due(conn: asyncpg.Connection, trigger: str, synced_before: datetime) -> list[int]:
-    """A run for each active connection last synced before ``synced_before`` that has none open."""
+@dataclass(frozen=True, slots=True)
+class DueRun:
+    id: int
+    delay: timedelta
+
+
+async def create_due(
+    conn: asyncpg.Connection,
+    trigger: str,
+    synced_before: datetime,
+    providers: Sequence[str] | None = None,
+    jitter: timedelta = timedelta(0),
+) -> list[DueRun]:
+    """A run for each active connection (of ``providers``, if given) last synced before
+    ``synced_before`` that has none open.
+
+    Each run is due after a delay in [0, jitter) fixed by its connection id, so a sweep over
+    many connections spreads its load, and the same connection keeps its place in every sweep.
+    """
+    jitter_ms = int(jitter.total_seconds() * 1000)
     rows = await conn.fetch(
-        "INSERT INTO sync_runs (connection_id, trigger)"
-        " SELECT c.id, $1 FROM connections c WHERE c.status = 'active'"
+        "INSERT INTO sync_runs (connection_id, trigger, not_before)"
+        " SELECT c.id, $1, CASE WHEN $4 > 0 THEN now() + make_interval(secs => (hashtext(c.id::text)::bigint"
+        "   + 2147483648) % $4 / 1000.0) END"
+        " FROM connections c WHERE c.status = 'active'"
         "   AND (c.last_synced_at IS NULL OR c.last_synced_at < $2)"
+        "   AND ($3::text[] IS NULL OR c.provider = ANY($3))"
         "   AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.connection_id = c.id"
         "                   AND r.status IN ('pending', 'running'))"
-        " RETURNING id",
+        " RETURNING id, coalesce(not_before - created_at, interval '0') AS delay",
         trigger,
         synced_before,
+        list(providers) if providers is not None else None,
+        jitter_ms,
     )
-    return [r["id"] for r in rows]
+    return [DueRun(r["id"], r["delay"]) for r in rows]

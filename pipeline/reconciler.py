@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from db import alerts, sync_runs
+from db import alerts, reports, sync_runs
 from pipeline import actors
 from pipeline.settings import PipelineSettings
 from pipeline.triggers import enqueue
@@ -23,6 +23,7 @@ class Reconciled:
     syncs: int
     analyses: int
     notifications: int
+    reports: int = 0
 
 
 async def reconcile(pool: asyncpg.Pool, settings: PipelineSettings) -> Reconciled:
@@ -30,13 +31,16 @@ async def reconcile(pool: asyncpg.Pool, settings: PipelineSettings) -> Reconcile
         runs = await sync_runs.needing_enqueue(conn, settings.reconcile_after, settings.stale_after)
         unanalysed = await sync_runs.unanalysed(conn, settings.reconcile_after)
         unrouted = await alerts.unrouted(conn, settings.reconcile_after)
+        unbuilt = await reports.unbuilt(conn, settings.reconcile_after)
     for run_id in runs:
         enqueue(actors.sync, run_id)
     for run_id in unanalysed:
         enqueue(actors.analyse, run_id)
     for alert_id in unrouted:
         enqueue(actors.notify, alert_id)
-    found = Reconciled(len(runs), len(unanalysed), len(unrouted))
-    if runs or unanalysed or unrouted:
+    for report_id in unbuilt:
+        enqueue(actors.report, report_id)
+    found = Reconciled(len(runs), len(unanalysed), len(unrouted), len(unbuilt))
+    if runs or unanalysed or unrouted or unbuilt:
         log.info("reconciler re-enqueued %s", found)
     return found

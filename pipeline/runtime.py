@@ -21,6 +21,7 @@ from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
 
 from db import DbSettings, Keyring, Services, create_pool, open_services
 from db.env import Env
+from pipeline import providers
 from pipeline.settings import PipelineSettings
 
 
@@ -72,6 +73,8 @@ def start(env: Env) -> Runtime:
         return _runtime
     db_settings = DbSettings.from_env(env)
     settings = PipelineSettings.from_env(env)
+    # Before any server opens: a bad OURA_* value stops the process at boot, naming the key.
+    providers.configure(env)
     services = open_services(db_settings, settings.redis_url)
     broker = RedisBroker(url=services.redis_url)  # type: ignore[no-untyped-call]
     # Added, not passed as middleware=[...]: that would replace Retries, TimeLimit and the rest.

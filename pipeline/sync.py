@@ -14,11 +14,14 @@ from typing import Any
 
 import asyncpg
 
-from db import audit, connections, metrics, sync_runs
+from db import alerts, audit, connections, events, metrics, sessions, sync_runs
+from db.alerts import NewAlert
 from db.connections import Connection
 from db.metrics import Reading, UpsertCounts
 from db.sealing import Keyring
+from db.sessions import Session
 from pipeline import vocabulary
+from pipeline.errors import AccessTokenRejectedError
 from pipeline.providers import Provider, Window, get_provider
 from pipeline.settings import PipelineSettings
 
@@ -74,21 +77,23 @@ async def run_sync(pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSetti
     async with pool.acquire() as conn:
         await sync_runs.set_window(conn, run_id, window.start, window.end)
 
-    counts, received, invalid = UpsertCounts(), 0, 0
-    batch: list[Reading] = []
-    async for reading in provider.fetch(tokens, window, connection.settings):
-        received += 1
-        problem = vocabulary.problem(reading, window.start, window.end)
-        if problem is not None:
-            invalid += 1
-            log.warning("sync run %s connection %s: skipped a reading: %s", run_id, connection.id, problem)
-            continue
-        batch.append(reading)
-        if len(batch) >= BATCH_SIZE:
-            counts += await _write(pool, connection, batch)
-            batch = []
-    counts += await _write(pool, connection, batch)
+    try:
+        counts, received, invalid = await _store(pool, provider, tokens, window, connection, run_id)
+    except AccessTokenRejectedError:
+        await _expire_tokens(pool, keyring, connection.id, tokens)
+        raise
 
+    summary = {
+        "sync_run_id": run_id,
+        "connection_id": connection.id,
+        "user_id": connection.user_id,
+        "provider": connection.provider,
+        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+        "rows_received": received,
+        "rows_written": counts.written,
+        "rows_unchanged": counts.unchanged,
+        "rows_invalid": invalid,
+    }
     async with pool.acquire() as conn, conn.transaction():
         await connections.mark_synced(conn, connection.id, window.end)
         await sync_runs.complete(conn, run_id, counts, received, invalid)
@@ -96,23 +101,65 @@ async def run_sync(pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSetti
             conn,
             tenant_id=connection.tenant_id,
             actor="pipeline",
-            action="sync.completed",
+            action="wearable_sync",
             subject_type="sync_run",
             subject_id=run_id,
-            details={"received": received, "written": counts.written, "invalid": invalid},
+            details=summary,
         )
+        await events.publish(conn, connection.tenant_id, events.SYNC_COMPLETED, summary)
     log.info(
-        "sync run %s connection %s (%s): %d readings, %d new, %d updated, %d unchanged, %d invalid",
+        "sync run %s connection %s (%s): %d readings and sessions, %d new, %d updated, %d unchanged, %d invalid",
         run_id, connection.id, provider.id, received, counts.inserted, counts.updated, counts.unchanged, invalid,
     )  # fmt: skip
     return SyncOutcome(run_id, connection.user_id, "completed", window, counts, received, invalid)
 
 
-async def _write(pool: asyncpg.Pool, connection: Connection, batch: list[Reading]) -> UpsertCounts:
-    if not batch:
-        return UpsertCounts()
+async def _store(
+    pool: asyncpg.Pool, provider: Provider, tokens: dict[str, Any], window: Window, connection: Connection, run_id: int
+) -> tuple[UpsertCounts, int, int]:
+    """Fetch, validate and upsert in batches; returns the counts, readings received and invalid."""
+    counts, received, invalid = UpsertCounts(), 0, 0
+    batch: list[Reading] = []
+    # Sessions go to their own table, so they batch on their own, at the same size.
+    session_batch: list[Session] = []
+    async for item in provider.fetch(tokens, window, connection.settings):
+        received += 1
+        if isinstance(item, Session):
+            problem, noun = vocabulary.session_problem(item, window.start, window.end), "session"
+        else:
+            problem, noun = vocabulary.problem(item, window.start, window.end), "reading"
+        if problem is not None:
+            invalid += 1
+            log.warning("sync run %s connection %s: skipped a %s: %s", run_id, connection.id, noun, problem)
+            continue
+        if isinstance(item, Session):
+            session_batch.append(item)
+        else:
+            batch.append(item)
+        if len(batch) >= BATCH_SIZE:
+            counts += await _write(pool, connection, batch, [])
+            batch = []
+        if len(session_batch) >= BATCH_SIZE:
+            counts += await _write(pool, connection, [], session_batch)
+            session_batch = []
+    counts += await _write(pool, connection, batch, session_batch)
+    return counts, received, invalid
+
+
+async def _write(
+    pool: asyncpg.Pool, connection: Connection, batch: list[Reading], session_batch: list[Session]
+) -> UpsertCounts:
+    """Upsert each non-empty batch, one statement apiece; returns their counts added up."""
+    counts = UpsertCounts()
+    if not batch and not session_batch:
+        return counts
+    owner = (connection.user_id, connection.provider, connection.id)
     async with pool.acquire() as conn:
-        return await metrics.upsert(conn, connection.user_id, connection.provider, connection.id, batch)
+        if batch:
+            counts += await metrics.upsert(conn, *owner, batch)
+        if session_batch:
+            counts += await sessions.upsert(conn, *owner, session_batch)
+    return counts
 
 
 async def _fresh_tokens(
@@ -135,3 +182,81 @@ async def _fresh_tokens(
             await connections.save_tokens(conn, keyring, connection.id, tokens)
             log.info("connection %s: tokens refreshed and resealed", connection.id)
     return tokens
+
+
+async def _expire_tokens(pool: asyncpg.Pool, keyring: Keyring, connection_id: int, rejected: dict[str, Any]) -> None:
+    """The provider refused an access token before its expiry: mark it expired, so the next
+    attempt refreshes first.  Only if it is still the stored one: a sync that refreshed in the
+    meantime saved good tokens, and they must not be spent again."""
+    async with pool.acquire() as conn, conn.transaction():
+        locked = await connections.load(conn, connection_id, for_update=True)
+        if locked is None:
+            return
+        stored = locked.tokens(keyring)
+        if stored.get("access_token") == rejected.get("access_token"):
+            await connections.save_tokens(
+                conn, keyring, connection_id, stored | {"expires_at": datetime.now(UTC).isoformat()}
+            )
+            log.info("connection %s: access token refused; marked expired so the retry refreshes", connection_id)
+
+
+async def record_failure(
+    pool: asyncpg.Pool, run_id: int, error: str, *, final: bool, retry_in: timedelta | None = None
+) -> None:
+    """Hand the run back as pending for the next attempt (due in ``retry_in``), or, on the last
+    one, fail it: it becomes a dead letter (``carebeacon requeue``) and integrators get
+    ``sync.failed``."""
+    async with pool.acquire() as conn, conn.transaction():
+        await sync_runs.finish(conn, run_id, "failed" if final else "pending", error, None if final else retry_in)
+        if not final:
+            return
+        connection = await _connection_of(conn, run_id)
+        if connection is None:
+            return
+        await audit.record(
+            conn,
+            tenant_id=connection.tenant_id,
+            actor="pipeline",
+            action="wearable_sync",
+            subject_type="sync_run",
+            subject_id=run_id,
+            details={"status": "failed", "error": error},
+        )
+        data = {"sync_run_id": run_id, "connection_id": connection.id, "user_id": connection.user_id,
+                "provider": connection.provider, "error": error}  # fmt: skip
+        await events.publish(conn, connection.tenant_id, events.SYNC_FAILED, data)
+
+
+async def disconnect(pool: asyncpg.Pool, run_id: int, error: str) -> int | None:
+    """The provider refused our refresh token: fail the run, mark the connection inactive and
+    tell the user to reconnect.  Returns the new alert's id (None when already told today)."""
+    await record_failure(pool, run_id, error, final=True)
+    async with pool.acquire() as conn, conn.transaction():
+        connection = await _connection_of(conn, run_id)
+        if connection is None:
+            return None
+        await connections.set_status(conn, connection.id, "inactive", f"token refresh refused: {error}")
+        provider = get_provider(connection.provider).display_name
+        log.warning("connection %s (%s) marked inactive: the refresh token was refused", connection.id, provider)
+        return await alerts.insert(
+            conn,
+            NewAlert(
+                user_id=connection.user_id,
+                category="connection",
+                severity="warning",
+                metric=None,
+                title=f"Reconnect {provider}",
+                body=f"{provider} no longer accepts CareBeacon's access. Use /connect to link it again;"
+                " until then no new readings arrive.",
+                observed_value=None,
+                threshold=None,
+                recorded_at=None,
+                dedupe_key=f"reconnect:{connection.id}:{datetime.now(UTC).date().isoformat()}",
+                kind="connection",
+            ),
+        )
+
+
+async def _connection_of(conn: asyncpg.Connection, run_id: int) -> Connection | None:
+    connection_id = await conn.fetchval("SELECT connection_id FROM sync_runs WHERE id = $1", run_id)
+    return await connections.load(conn, connection_id) if connection_id is not None else None

@@ -7,7 +7,8 @@ and the reconciler re-enqueues it, so a trigger never silently disappears.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,10 +21,13 @@ from pipeline import actors
 log = logging.getLogger(__name__)
 
 
-def enqueue(actor: dramatiq.Actor[..., Any], *args: int) -> bool:
+def enqueue(actor: dramatiq.Actor[..., Any], *args: int, delay: timedelta = timedelta(0)) -> bool:
     """Send a message; False (logged) when the broker is unreachable and the reconciler must do it."""
     try:
-        actor.send(*args)
+        if delay > timedelta(0):
+            actor.send_with_options(args=args, delay=int(delay.total_seconds() * 1000))
+        else:
+            actor.send(*args)
     except (BrokerError, OSError, ConnectionError) as exc:
         log.warning("could not enqueue %s%s (%s); the reconciler will retry", actor.actor_name, args, exc)
         return False
@@ -38,12 +42,34 @@ async def request_sync(pool: asyncpg.Pool, connection_id: int, trigger: str) -> 
     return run_id
 
 
-async def sweep(pool: asyncpg.Pool, trigger: str, synced_before: datetime) -> list[int]:
-    """Create and enqueue a run for every active connection that is due."""
+async def sweep(
+    pool: asyncpg.Pool,
+    trigger: str,
+    synced_before: datetime,
+    *,
+    providers: Sequence[str] | None = None,
+    jitter: timedelta = timedelta(0),
+) -> list[int]:
+    """Create and enqueue a run for every active connection (of ``providers``) that is due.
+
+    With ``jitter``, each message is delayed by its connection's fixed offset in [0, jitter),
+    so ten thousand connections do not all hit their providers in the same second.
+    """
     async with pool.acquire() as conn:
-        run_ids = await sync_runs.create_due(conn, trigger, synced_before)
-    for run_id in run_ids:
+        due = await sync_runs.create_due(conn, trigger, synced_before, providers, jitter)
+    for run in due:
+        enqueue(actors.sync, run.id, delay=run.delay)
+    if due:
+        log.info("%s sweep: %d sync run(s) enqueued", trigger, len(due))
+    return [run.id for run in due]
+
+
+async def requeue_failed(pool: asyncpg.Pool, run_ids: list[int] | None) -> list[int]:
+    """Hand dead-lettered runs back to the queue (all of them when ``run_ids`` is None)."""
+    async with pool.acquire() as conn:
+        requeued = await sync_runs.requeue(conn, run_ids)
+    for run_id in requeued:
         enqueue(actors.sync, run_id)
-    if run_ids:
-        log.info("%s sweep: %d sync run(s) enqueued", trigger, len(run_ids))
-    return run_ids
+    if requeued:
+        log.info("requeued %d failed sync run(s)", len(requeued))
+    return requeued

@@ -26,8 +26,10 @@ from db.embedded import EmbeddedServices
 from db.migrate import migrate
 from db.sealing import Keyring
 from pipeline import runtime
+from tests.fakes.oura import FakeOura
 
-# Redis database numbers: 1 for in-process pipeline tests, 2 and up for subprocess tests.
+# Redis database numbers: 1 for in-process pipeline tests; subprocess tests take their own:
+# 2-4 and 9 the CLI tests, 13 the resilience drills.
 PIPELINE_REDIS_DB = 1
 
 
@@ -132,7 +134,7 @@ def data_dir(workdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 async def pipeline_runtime(
-    servers: Servers, databases: Databases, tmp_path_factory: pytest.TempPathFactory
+    servers: Servers, databases: Databases, tmp_path_factory: pytest.TempPathFactory, fake_oura: FakeOura
 ) -> AsyncIterator[runtime.Runtime]:
     database_url = await databases.create()
     env = {
@@ -140,6 +142,9 @@ async def pipeline_runtime(
         "REDIS_URL": flushed_redis(servers.redis(PIPELINE_REDIS_DB)),
         "CAREBEACON_SEAL_KEYS": Keyring.new_entry("pipeline"),
         "CAREBEACON_DATA_DIR": str(tmp_path_factory.mktemp("pipeline-data")),
+        # The worker's Oura is the local fake; a 1 s request timeout keeps the timeout tests quick.
+        **fake_oura.env(),
+        "PROVIDER_TIMEOUT_SECONDS": "1",
     }
     rt = runtime.start(env)
     conn = await asyncpg.connect(database_url)
@@ -170,3 +175,11 @@ async def pool(pipeline_runtime: runtime.Runtime) -> asyncpg.Pool:
 @pytest.fixture
 def alert_file(tmp_path: Path) -> Path:
     return tmp_path / "alerts.jsonl"
+
+
+@pytest.fixture(scope="session")
+def fake_oura() -> Iterator[FakeOura]:
+    """The local Oura API of the whole session (tests add accounts of their own to it)."""
+    server = FakeOura().start()
+    yield server
+    server.stop()

@@ -1,14 +1,44 @@
-"""Wearable providers, one module each, resolved by id."""
+"""Wearable providers, one module each, resolved by id.
+
+``PROVIDERS`` starts out unconfigured (the simulator, and Oura without credentials, which
+reports itself unavailable); ``runtime.start(env)`` calls ``configure(env)``, so a worker reads
+OURA_* once, at boot, and a bad value stops it there, naming the variable.
+"""
 
 from __future__ import annotations
 
-__all__ = ["PROVIDERS", "Capabilities", "Provider", "Window", "get_provider"]
+__all__ = [
+    "PROVIDERS",
+    "Capabilities",
+    "Provider",
+    "Window",
+    "build_providers",
+    "configure",
+    "get_provider",
+]
 
+import os
+
+from db.env import Env
 from pipeline.errors import PermanentSyncError
 from pipeline.providers.base import Capabilities, Provider, Window
+from pipeline.providers.oura import Oura
 from pipeline.providers.simulator import Simulator
 
-PROVIDERS: dict[str, Provider] = {provider.id: provider for provider in (Simulator(),)}
+
+def build_providers(env: Env = os.environ) -> dict[str, Provider]:
+    """One instance per provider, configured from ``env``.  Raises SettingError."""
+    return {provider.id: provider for provider in (Simulator(), Oura.from_env(env))}
+
+
+# Built from an empty mapping: importing this module must not read, or fail on, the environment.
+PROVIDERS: dict[str, Provider] = build_providers({})
+
+
+def configure(env: Env) -> None:
+    """Rebuild the built-in providers from ``env``, in place: holders of ``PROVIDERS`` see the
+    change, and providers registered by hand (tests) stay.  Raises SettingError."""
+    PROVIDERS.update(build_providers(env))
 
 
 def get_provider(provider_id: str) -> Provider:

@@ -1,4 +1,5 @@
-"""The provider contract: metadata, capabilities, token refresh, and ``fetch`` as an async iterator."""
+"""The provider contract: metadata, capabilities, token refresh, and ``fetch`` as an async iterator
+of readings and sessions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from db.metrics import Reading
+from db.sessions import Session
 
 # Refresh a token that expires within this margin, so it cannot lapse mid-sync.
 REFRESH_MARGIN = timedelta(minutes=5)
@@ -38,6 +40,15 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities]
     metrics: ClassVar[frozenset[str]]
 
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why this provider cannot be used here (missing credentials), or None when it can."""
+        return None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason is None
+
     def needs_refresh(self, tokens: dict[str, Any], now: datetime | None = None) -> bool:
         expires_at = tokens.get("expires_at")
         if not self.capabilities.refresh_tokens or expires_at is None:
@@ -49,5 +60,10 @@ class Provider(ABC):
         raise NotImplementedError(f"{self.id} does not refresh tokens")
 
     @abstractmethod
-    def fetch(self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]) -> AsyncIterator[Reading]:
-        """Readings recorded inside ``window``, in canonical units.  Raises TransientSyncError or PermanentSyncError."""
+    def fetch(
+        self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]
+    ) -> AsyncIterator[Reading | Session]:
+        """Readings recorded inside ``window``, in canonical units, and the window's sleep and
+        workout sessions, each with its real start and end: never a reading of value 0.
+        Providers file sessions by day, so one may start or end up to a day before the window.
+        Raises TransientSyncError or PermanentSyncError."""

@@ -6,18 +6,26 @@ nothing.  Today's activity totals grow with the hour, like a real tracker's, so 
 of the same day updates them in place.  With ``cgm`` on (or a glucose scenario), glucose
 arrives every 5 minutes with a daily rhythm.
 
+Each morning's summary also carries sessions, with real start and end times: the night that
+ended that morning, lasting exactly that morning's ``sleep_duration`` (its stage minutes add up
+to it), and on every other day the previous evening's workout.  Tying them to the summary, not
+to their own start, gives every 30-day window exactly 30 nights and 15 workouts, whatever the
+time of day the sync runs.
+
 Settings (``connections.settings``):
 
 * ``seed``: any string; the same seed gives the same data.
 * ``scenarios``: names from SCENARIOS; each event lands in the most recent days of the window.
 * ``anomalies``: explicit overrides, ``[{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]``.
 * ``cgm``: true to stream 5-minute glucose.
+* ``pace_ms``: a pause after each day, so a sync takes long enough to interrupt in a drill.
 
 It issues and rotates tokens like an OAuth provider, so refresh and sealing run for real.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import secrets
@@ -27,6 +35,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from db.metrics import Reading
+from db.sessions import Session
 from pipeline.errors import PermanentSyncError
 from pipeline.providers.base import Capabilities, Provider, Window
 
@@ -68,6 +77,14 @@ CGM_STEP = timedelta(minutes=5)
 TOKEN_LIFETIME = timedelta(hours=1)
 # Daily readings land at 07:00 UTC: a morning summary of the previous night and the day so far.
 READING_TIME = time(7, tzinfo=UTC)
+# A night ends between 06:00 and 06:55, before the summary that reports it; a workout starts
+# between 17:00 and 19:30.
+WAKE_TIME, WAKE_SPREAD_MIN = time(6, tzinfo=UTC), 55
+WORKOUT_TIME, WORKOUT_SPREAD_MIN = time(17, tzinfo=UTC), 150
+# The share of a night awake, in deep sleep and in REM, drawn per night; light sleep is the rest.
+STAGE_SHARES = {"awake_min": (0.04, 0.1), "deep_min": (0.13, 0.23), "rem_min": (0.18, 0.25)}
+# Workout types, with a typical pace in metres per minute (None: no distance to report).
+ACTIVITIES: dict[str, float | None] = {"running": 160.0, "cycling": 380.0, "walking": 95.0, "strength": None}
 
 
 def issue_tokens(now: datetime | None = None) -> dict[str, Any]:
@@ -88,7 +105,9 @@ class Simulator(Provider):
     async def refresh(self, tokens: dict[str, Any]) -> dict[str, Any]:
         return issue_tokens()
 
-    async def fetch(self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]) -> AsyncIterator[Reading]:
+    async def fetch(
+        self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]
+    ) -> AsyncIterator[Reading | Session]:
         seed = str(settings.get("seed", "default"))
         scenarios = settings.get("scenarios", [])
         unknown = set(scenarios) - set(SCENARIOS)
@@ -97,20 +116,30 @@ class Simulator(Provider):
         injected = {(metric, ago): value for name in scenarios for metric, ago, value in SCENARIOS[name]}
         injected |= {(a["metric"], int(a.get("days_ago", 0))): float(a["value"]) for a in settings.get("anomalies", [])}
         cgm = bool(settings.get("cgm")) or "hypoglycaemia" in scenarios
+        pace = float(settings.get("pace_ms", 0)) / 1000
         today = window.end.astimezone(UTC).date()
         day = window.start.astimezone(UTC).date()
         while day <= today:
             recorded_at = datetime.combine(day, READING_TIME)
             if window.start <= recorded_at <= window.end:
+                daily: dict[str, float] = {}
                 for metric, profile in PROFILES.items():
                     override = injected.get((metric, (today - day).days))
                     value = override if override is not None else _value(seed, day, metric, profile, window.end)
+                    daily[metric] = value
                     yield Reading(metric, recorded_at, value, profile.unit)
+                for session in (_night(seed, day, daily["sleep_duration"], window.end), _workout(seed, day)):
+                    # Only an injected sleep_duration can run a night past the summary: a tracker
+                    # reports a session once it has ended.
+                    if session is not None and session.ended_at <= window.end:
+                        yield session
             if cgm:
                 hypo = "hypoglycaemia" in scenarios and (today - day).days == HYPO_DAYS_AGO
                 for reading in _glucose_day(seed, day, hypo):
                     if window.start <= reading.recorded_at <= window.end:
                         yield reading
+            if pace:
+                await asyncio.sleep(pace)
             day += timedelta(days=1)
 
 
@@ -121,6 +150,46 @@ def _value(seed: str, day: date, metric: str, profile: Profile, now: datetime) -
         # Today's total so far: grows through the day, final once the day is over.
         value *= min(1.0, (now - datetime.combine(day, time(0, tzinfo=UTC))) / timedelta(days=1))
     return round(value, profile.digits)
+
+
+def _night(seed: str, day: date, minutes: float, now: datetime) -> Session | None:
+    """The night that ended on the morning of ``day``, lasting ``minutes``; None for an injected
+    sleep_duration that no night could last (not between a minute and a day).
+
+    It starts where the seed's own night does (its wake time less its sleep_duration), so an
+    injected sleep_duration moves the end, not the start: the upsert updates that night in place.
+    """
+    if not (math.isfinite(minutes) and 1 <= round(minutes) <= 24 * 60):
+        return None
+    whole = round(minutes)
+    rng = random.Random(f"{seed}:{day.isoformat()}:night")
+    woke = datetime.combine(day, WAKE_TIME) + timedelta(minutes=rng.randint(0, WAKE_SPREAD_MIN))
+    started = woke - timedelta(minutes=_value(seed, day, "sleep_duration", PROFILES["sleep_duration"], now))
+    details = {stage: round(whole * rng.uniform(low, high)) for stage, (low, high) in STAGE_SHARES.items()}
+    details["light_min"] = whole - sum(details.values())
+    return Session("sleep", started, started + timedelta(minutes=whole), None, details)
+
+
+def _workout(seed: str, day: date) -> Session | None:
+    """The workout on the evening before ``day``, on every other day (which ones depends on the seed)."""
+    on = day - timedelta(days=1)
+    # Strictly alternating, so any 30 consecutive days hold exactly 15 workouts.
+    if (on.toordinal() + random.Random(f"{seed}:workouts").randrange(2)) % 2:
+        return None
+    rng = random.Random(f"{seed}:{on.isoformat()}:workout")
+    started = datetime.combine(on, WORKOUT_TIME) + timedelta(minutes=rng.randint(0, WORKOUT_SPREAD_MIN))
+    minutes = rng.randint(20, 75)
+    activity = rng.choice(list(ACTIVITIES))
+    heart_rate = rng.randint(115, 155)
+    details = {
+        "energy_kcal": round(minutes * rng.uniform(6, 11)),
+        "avg_heart_rate_bpm": heart_rate,
+        "max_heart_rate_bpm": heart_rate + rng.randint(15, 35),
+    }
+    pace = ACTIVITIES[activity]
+    if pace is not None:
+        details["distance_m"] = round(minutes * pace * rng.uniform(0.85, 1.15))
+    return Session("workout", started, started + timedelta(minutes=minutes), activity, details)
 
 
 def _glucose_day(seed: str, day: date, hypo: bool) -> Iterator[Reading]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+import redis
 
 from db.connections import load
 from db.embedded import EmbeddedServices
@@ -148,7 +150,7 @@ async def test_up_shows_a_sync_a_score_and_a_delivery_serves_health_and_stops_on
     assert proc.stdout is not None
     seen: list[str] = []
     wanted = {
-        "sync": r"sync run \d+ .*240 readings",
+        "sync": r"sync run \d+ .*285 readings",  # 240 readings, 30 nights, 15 workouts
         "score": r"score user \d+ .*cardio \d",
         "alert": r"^alert  \[WARNING",
     }
@@ -219,6 +221,12 @@ async def test_doctor_says_what_is_wrong_and_how_to_fix_it(
     healthy = run(["doctor"], workdir, env)
     assert healthy.returncode == 0, healthy.stdout
     assert re.search(r"ok\s+redis\s+configured, Redis", healthy.stdout)
+    assert re.search(r"ok\s+providers\s+simulator, oura \(unavailable: Oura has no client id", healthy.stdout)
+
+    half = run(["doctor"], workdir, env | {"OURA_CLIENT_SECRET": "s3cret-value"})
+    assert half.returncode == 1
+    assert re.search(r"BAD\s+providers\s+OURA_CLIENT_ID: expected both", half.stdout)
+    assert "s3cret-value" not in half.stdout + half.stderr
 
     broken = run(["doctor"], workdir, env | {"PORT": "eighty"})
     assert broken.returncode == 1
@@ -235,3 +243,42 @@ def test_sealkey_prints_an_entry_the_keyring_accepts(workdir: Path) -> None:
 
     assert result.returncode == 0
     assert Keyring.parse(result.stdout.strip()).current_kid == "k2027"
+
+
+async def test_deadletters_lists_failed_runs_and_requeue_sends_them_back(
+    workdir: Path, servers: Servers, databases: Databases
+) -> None:
+    database_url = await databases.create()
+    redis_url = flushed_redis(servers.redis(9))
+    env = BARE_ENV | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CAREBEACON_SEAL_KEYS": Keyring.new_entry("ci"),
+    }
+    assert run(["migrate"], workdir, env).returncode == 0
+    conn = await asyncpg.connect(database_url)
+    try:
+        run_id = await conn.fetchval(
+            "WITH t AS (INSERT INTO tenants (slug, name) VALUES ('dl', 'DL') RETURNING id),"
+            " u AS (INSERT INTO users (tenant_id, external_id, display_name) SELECT id, 'p', 'P' FROM t RETURNING id),"
+            " c AS (INSERT INTO connections (user_id, provider) SELECT id, 'simulator' FROM u RETURNING id)"
+            " INSERT INTO sync_runs (connection_id, trigger, status, attempts, error, finished_at)"
+            " SELECT id, 'scheduled', 'failed', 4, 'TransientSyncError: provider answered 503', now() FROM c"
+            " RETURNING id"
+        )
+
+        listed = run(["deadletters"], workdir, env)
+        requeued = run(["requeue", str(run_id), "424242"], workdir, env)
+
+        assert listed.returncode == 0, listed.stderr
+        assert f"run {run_id} " in listed.stdout and "provider answered 503" in listed.stdout
+        assert "1 failed sync run(s)" in listed.stdout
+        assert requeued.returncode == 1  # one id was not a dead letter
+        assert f"requeued 1 sync run(s): {run_id}" in requeued.stdout and "424242" in requeued.stderr
+        status = await conn.fetchrow("SELECT status, attempts FROM sync_runs WHERE id = $1", run_id)
+        assert (status["status"], status["attempts"]) == ("pending", 0)
+    finally:
+        await conn.close()
+    queued = redis.Redis.from_url(redis_url).hvals("dramatiq:sync.msgs")
+    assert [json.loads(m)["args"] for m in queued] == [[run_id]]
+    assert "0 failed sync run(s)" in run(["deadletters"], workdir, env).stdout

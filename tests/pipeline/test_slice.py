@@ -49,7 +49,9 @@ async def test_anomaly_is_synced_scored_alerted_and_delivered_once(
     await _routed(pool, user_id)
 
     assert run["status"] == "completed"
-    assert run["rows_received"] == 30 * 8 and run["rows_written"] == 30 * 8 and run["rows_invalid"] == 0
+    # 8 daily metrics on each of 30 days, plus a night each morning and a workout every other day.
+    served = 30 * 8 + 30 + 15
+    assert run["rows_received"] == served and run["rows_written"] == served and run["rows_invalid"] == 0
     assert await pool.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 240
     score = await pool.fetchrow("SELECT * FROM health_scores WHERE user_id = $1 AND domain = 'cardio'", user_id)
     assert score["score"] == 0  # 118 bpm: 100·clip01((100 − 118)/40) = 0
@@ -64,7 +66,7 @@ async def test_anomaly_is_synced_scored_alerted_and_delivered_once(
     delivered = [json.loads(line) for line in alert_file.read_text().splitlines()]
     assert [d["alert_id"] for d in delivered] == [alert["id"]]
     audit = await pool.fetchval(
-        "SELECT count(*) FROM audit_events WHERE action = 'sync.completed' AND subject_id = $1", run["id"]
+        "SELECT count(*) FROM audit_events WHERE action = 'wearable_sync' AND subject_id = $1", run["id"]
     )
     assert audit == 1
 

@@ -16,6 +16,7 @@ import pytest
 
 from db.connections import Connection, load
 from db.metrics import Reading
+from db.sessions import Session
 from pipeline import runtime
 from pipeline.errors import PermanentSyncError, TransientSyncError
 from pipeline.providers import PROVIDERS, Window
@@ -65,7 +66,9 @@ class Scripted(Simulator):
         await asyncio.sleep(0.3)  # a slow token endpoint: wide enough for a second sync to race
         return issue_tokens()
 
-    async def fetch(self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]) -> AsyncIterator[Reading]:
+    async def fetch(
+        self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]
+    ) -> AsyncIterator[Reading | Session]:
         self.windows.append(window)
         if self.failures:
             raise self.failures.pop(0)
@@ -117,9 +120,9 @@ async def test_invalid_readings_are_skipped_counted_and_logged_and_the_valid_one
 
     assert (run["status"], run["rows_received"], run["rows_invalid"], run["rows_written"]) == (
         "completed",
-        246,
+        291,  # 30 days of the simulator (240 readings, 30 nights, 15 workouts) and 6 extra
         5,
-        241,
+        286,
     )
     assert await pool.fetchval("SELECT value FROM metrics WHERE user_id = $1 AND metric = 'weight'", user_id) == 71.5
     skipped = [r.getMessage() for r in caplog.records if "skipped a reading" in r.getMessage()]
@@ -161,7 +164,7 @@ async def test_a_transient_provider_error_is_retried_by_dramatiq_and_the_run_com
 
     run = await finished(pool, await request_sync(pool, connection_id, "manual"))
 
-    assert (run["status"], run["attempts"], run["rows_written"]) == ("completed", 2, 240)
+    assert (run["status"], run["attempts"], run["rows_written"]) == ("completed", 2, 285)
 
 
 async def test_a_permanent_provider_error_fails_the_run_without_retrying(

@@ -1,0 +1,1 @@
+"""Tests of the providers, each against its local fake."""

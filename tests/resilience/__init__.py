@@ -1,0 +1,1 @@
+"""Crash drills: real worker processes killed, Redis flushed, and the pipeline made to recover."""
