@@ -11,9 +11,14 @@ from db.alerts import Alert
 
 
 class DeliveryStatus(enum.StrEnum):
+    """How one send ended; the delivery log's error class comes from it."""
+
     DELIVERED = "delivered"
-    TRANSIENT = "transient"  # worth retrying
-    PERMANENT = "permanent"  # retrying cannot help
+    TRANSIENT = "transient"  # worth retrying: timeout, connection error, 5xx, 408, 425
+    RATE_LIMITED = "rate_limited"  # 429: retry after ``retry_after``
+    PERMANENT = "permanent"  # retrying cannot help: other 4xx, a payload the peer refuses
+    AUTH = "auth"  # the peer refused our credentials (401/403): fix the channel's config
+    GONE = "gone"  # the destination no longer exists (Web Push 404/410): prune it
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +33,16 @@ class Rendered:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """``detail`` is safe to log: never a secret, a token or a full webhook URL."""
+
     status: DeliveryStatus
     detail: str | None = None
     retry_after: float | None = None
+    http_status: int | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (DeliveryStatus.TRANSIENT, DeliveryStatus.RATE_LIMITED)
 
 
 class Channel(ABC):

@@ -75,7 +75,7 @@ async def route_alert(
         log.info("alert %s channel %s attempt log %s: %s", alert.id, target.id, log_id, outcome.status.value)
         if outcome.status is DeliveryStatus.DELIVERED:
             delivered += 1
-        elif outcome.status is DeliveryStatus.TRANSIENT:
+        elif outcome.retryable:
             retry_after.append(outcome.retry_after or 0.0)
         else:
             failed += 1
