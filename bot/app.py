@@ -10,27 +10,37 @@ import asyncpg
 from aiohttp import web
 from dramatiq.brokers.redis import RedisBroker
 
+from bot import api
+from bot.api.errors import ApiError
+from bot.state import BROKER, POOL
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool", asyncpg.Pool)
-BROKER: web.AppKey[RedisBroker] = web.AppKey("broker", RedisBroker)
-
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors leave as ``{"error": {code, message}}``; an unexpected one is logged, never echoed."""
+    """Errors leave as ``{"error": {code, message, details}}``; an unexpected one is logged, never echoed."""
     try:
         return await handler(request)
+    except ApiError as exc:
+        body = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+        return web.json_response(body, status=exc.status, headers=_kept_headers(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        body = {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": exc.text or exc.reason}}
-        return web.json_response(body, status=exc.status)
+        code = exc.reason.lower().replace(" ", "_")
+        body = {"error": {"code": code, "message": exc.text or exc.reason, "details": None}}
+        return web.json_response(body, status=exc.status, headers=_kept_headers(exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": {"code": "internal", "message": "internal error"}}, status=500)
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    # The ones a client acts on: where to authenticate, when to come back, what is allowed.
+    return {k: v for k, v in exc.headers.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
 
 
 async def index(request: web.Request) -> web.Response:
@@ -67,4 +77,5 @@ def make_app(pool: asyncpg.Pool, broker: RedisBroker) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    api.setup(app)
     return app

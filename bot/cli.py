@@ -10,6 +10,7 @@ sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
 clock    run the scheduler alone (the Procfile's clock process)
 deadletters  list sync runs that failed for good
 requeue  hand failed sync runs back to the queue
+apikey   create an API key for a tenant (printed once, on the last line)
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     which = requeue.add_mutually_exclusive_group(required=True)
     which.add_argument("run_ids", nargs="*", type=int, default=[], metavar="RUN_ID", help="sync run ids")
     which.add_argument("--all", action="store_true", help="every failed run")
+    apikey = sub.add_parser("apikey", help="manage API keys")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    create_key = apikey_sub.add_parser("create", help="create a key; the tenant is created if new")
+    create_key.add_argument("--tenant", required=True, help="tenant slug")
+    create_key.add_argument("--scopes", default="read", help="comma-separated: read, write, admin (default read)")
+    create_key.add_argument("--name", default="cli", help="a name to recognise the key by (default cli)")
+    create_key.add_argument("--expires-days", type=int, help="days until the key expires (default never)")
     analyze = sub.add_parser("analyze", help="analyse a CSV of readings and print JSON")
     analyze.add_argument("--input", required=True, type=Path, help="CSV with metric,recorded_at,value[,unit]")
     analyze.add_argument("--age", type=int, help="the patient's age in years (some score targets depend on it)")
@@ -221,7 +230,38 @@ def _requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apikey(args: argparse.Namespace) -> int:
+    from db import api_keys, tenants
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    if not scopes or not set(scopes) <= set(api_keys.SCOPES):
+        print(f"carebeacon apikey: --scopes takes {', '.join(api_keys.SCOPES)}", file=sys.stderr)
+        return 2
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", args.tenant):
+        print("carebeacon apikey: --tenant is a slug: lowercase letters, digits and dashes", file=sys.stderr)
+        return 2
+    if args.expires_days is not None and args.expires_days < 1:
+        print("carebeacon apikey: --expires-days must be at least 1", file=sys.stderr)
+        return 2
+
+    async def go() -> str:
+        pool = await runtime.pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                tenant_id = await tenants.ensure_tenant(conn, args.tenant, args.tenant)
+                expires = datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
+                key, plain = await api_keys.create(conn, tenant_id, args.name, scopes, expires)
+        finally:
+            await runtime.close_pool()
+        print(f"API key {key.prefix} for tenant {args.tenant!r}, scopes {', '.join(key.scopes)}; shown once:")
+        return plain
+
+    print(asyncio.run(go()))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "apikey": _apikey,
     "deadletters": _deadletters,
     "requeue": _requeue,
     "up": _up,

@@ -282,3 +282,31 @@ async def test_deadletters_lists_failed_runs_and_requeue_sends_them_back(
     queued = redis.Redis.from_url(redis_url).hvals("dramatiq:sync.msgs")
     assert [json.loads(m)["args"] for m in queued] == [[run_id]]
     assert "0 failed sync run(s)" in run(["deadletters"], workdir, env).stdout
+
+
+async def test_apikey_create_makes_the_tenant_and_prints_a_working_key_last(
+    workdir: Path, servers: Servers, databases: Databases
+) -> None:
+    database_url = await databases.create()
+    env = BARE_ENV | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": servers.redis(9),
+        "CAREBEACON_SEAL_KEYS": Keyring.new_entry("ci"),
+    }
+    assert run(["migrate"], workdir, env).returncode == 0
+
+    made = run(["apikey", "create", "--tenant", "north-clinic", "--scopes", "read,write"], workdir, env)
+    refused = run(["apikey", "create", "--tenant", "north-clinic", "--scopes", "root"], workdir, env)
+
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    assert refused.returncode == 2 and "read, write, admin" in refused.stderr
+    conn = await asyncpg.connect(database_url)
+    try:
+        from db import api_keys
+
+        found = await api_keys.authenticate(conn, key)
+        slug = await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", found.tenant_id if found else None)
+    finally:
+        await conn.close()
+    assert found is not None and found.scopes == ("read", "write") and slug == "north-clinic"

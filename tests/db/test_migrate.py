@@ -19,6 +19,7 @@ TABLES = {
     "metrics",
     "sync_runs",
     "events",
+    "api_keys",
     "scheduler_slots",
     "reports",
     "sessions",

@@ -1,0 +1,50 @@
+"""Bearer API keys for ``/v1``: the middleware finds the key, each route states its scope.
+
+The key's tenant scopes every query: a handler reads ``api_key(request).tenant_id`` and
+checks each id in the path against it, so another tenant's id is a 404, exactly like an id
+that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bot.api.errors import ApiError
+from bot.state import POOL
+from db import api_keys
+from db.api_keys import ApiKey
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_KEY: web.RequestKey[ApiKey] = web.RequestKey("api_key", ApiKey)
+# Paths under /v1 that authenticate another way, or not at all.
+PUBLIC = frozenset({"/v1/openapi.json"})
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="carebeacon"'})
+
+
+@web.middleware
+async def bearer_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v1/") or request.path in PUBLIC:
+        return await handler(request)
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise unauthorized("send an API key as `Authorization: Bearer <key>`")
+    async with request.app[POOL].acquire() as conn:
+        key = await api_keys.authenticate(conn, presented.strip())
+    if key is None:
+        raise unauthorized("the API key is unknown, expired or revoked")
+    request[API_KEY] = key
+    return await handler(request)
+
+
+def require(request: web.Request, scope: str) -> ApiKey:
+    """The request's key, when it carries ``scope`` (admin implies write implies read); else 403."""
+    key = request[API_KEY]
+    if not key.allows(scope):
+        raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+    return key
