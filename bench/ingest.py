@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -334,6 +335,7 @@ async def measure(server_url: str, args: argparse.Namespace) -> str:
             f"table     {table}",
             *report(results, args.repeat),
             *report_crossover(points, args.crossover_repeat),
+            result_line(results, args, header),
         ]
     )
 
@@ -360,6 +362,50 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.crossover_repeat = 3 if args.quick else 9
     return args
+
+
+def result_line(results: Results, args: argparse.Namespace, header: list[str]) -> str:
+    """The run as one ``RESULT {json}`` line, for bench/all.py to render into docs/benchmarks.md."""
+    rate = {key: f"{r.median:.2f} s ({r.rate / 1e3:.1f}k rows/s)" for key, r in results.items()}
+    targets = {"first load": FIRST_LOAD_TARGET, "replay": REPLAY_TARGET}
+    rows = []
+    for scenario in SCENARIOS:
+        ours_, seed_ = results[scenario, "ours"].rate, results[scenario, "seed"].rate
+        ok = ours_ >= targets[scenario] and ours_ / seed_ >= OVER_SEED_TARGET
+        rows.append(
+            {
+                "case": f"{scenario}, against the seed",
+                "baseline": rate[scenario, "seed"],
+                "ours": rate[scenario, "ours"],
+                "ratio": f"{ours_ / seed_:.2f}x",
+                "target": f"≥ {targets[scenario] / 1e3:.0f}k rows/s and ≥ {OVER_SEED_TARGET:g}x",
+                "result": "PASS" if ok else "MISS",
+            }
+        )
+    ceiling_ = results["first load", "ceiling"].rate
+    rows.append(
+        {
+            "case": "first load, against plain COPY (the ceiling)",
+            "baseline": rate["first load", "ceiling"],
+            "ours": rate["first load", "ours"],
+            "ratio": f"{results['first load', 'ours'].rate / ceiling_:.2f}x",
+            "target": "",
+            "result": "",
+        }
+    )
+    return "RESULT " + json.dumps(
+        {
+            "bench": "ingest",
+            "title": "Bulk ingest",
+            "date": header[0].split(None, 1)[1],
+            "machine": f"{header[1].split(None, 1)[1]}; PostgreSQL {header[3].split(None, 1)[1]}",
+            "size": f"{results['first load', 'ours'].rows:,} readings"
+            f" ({args.users} users × {METRICS} metrics × {DAYS} days), median of {args.repeat}"
+            + (", --bare-table" if args.bare_table else ""),
+            "rows": rows,
+        },
+        ensure_ascii=False,
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -248,7 +249,8 @@ async def measure(server_url: str, args: argparse.Namespace) -> str:
         f"data      {args.users} users x {METRICS} metrics x {DAYS} days;"
         f" baseline batches {SEED_BATCH}, ours {BATCH_SIZE} per user"
     )
-    return "\n".join([*machine(f"{version} ({shown})"), data, report(results, stale, args.repeat)])
+    lines = [*machine(f"{version} ({shown})"), data, report(results, stale, args.repeat)]
+    return "\n".join([*lines, result_line(results, stale, args, version)])
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -269,6 +271,46 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.users = args.users or math.ceil((QUICK_ROWS if args.quick else FULL_ROWS) / per_user)
     args.repeat = args.repeat or (1 if args.quick else 3)
     return args
+
+
+def result_line(results: Results, stale: dict[str, int], args: argparse.Namespace, version: str) -> str:
+    """The run as one ``RESULT {json}`` line, for bench/all.py to render into docs/benchmarks.md."""
+    rows = []
+    for scenario in SCENARIOS:
+        base, ours_ = results[scenario, "baseline"], results[scenario, "ours"]
+        rows.append(
+            {
+                "case": scenario,
+                "baseline": f"{base.median:.2f} s ({base.rows / base.median / 1e3:.1f}k rows/s)",
+                "ours": f"{ours_.median:.2f} s ({ours_.rows / ours_.median / 1e3:.1f}k rows/s)",
+                "ratio": f"{base.median / ours_.median:.2f}x",
+                "target": "none set",
+                "result": "",
+            }
+        )
+    rows.append(
+        {
+            "case": "stale rows after the 10%-changed replay",
+            "baseline": f"{stale['baseline']:,}",
+            "ours": f"{stale['ours']:,}",
+            "ratio": "",
+            "target": "0",
+            "result": "PASS" if stale["ours"] == 0 else "MISS",
+        }
+    )
+    described = machine(version)  # date, machine, software, postgres
+    return "RESULT " + json.dumps(
+        {
+            "bench": "upsert",
+            "title": "Idempotent metric upsert",
+            "date": described[0].split(None, 1)[1],
+            "machine": f"{described[1].split(None, 1)[1]}, load average {os.getloadavg()[0]:.2f}; PostgreSQL {version}",
+            "size": f"{args.users * METRICS * DAYS:,} rows ({args.users} users × {METRICS} metrics × {DAYS} days),"
+            f" median of {args.repeat}",
+            "rows": rows,
+        },
+        ensure_ascii=False,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,14 @@ sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
 clock    run the scheduler alone (the Procfile's clock process)
 deadletters  list sync runs that failed for good
 requeue  hand failed sync runs back to the queue
+channels test  send a test message through a channel and print the outcome
 apikey   create an API key for a tenant (printed once, on the last line)
+webhooks verify  check a captured webhook request's Standard Webhooks signature
+report   render a user's weekly health report to an HTML file
+discord-register  register the chat commands with Discord (one guild, or global)
+discord-gateway   serve Discord interactions over the gateway (no public URL needed)
+chat bind-workspace  bind a Slack workspace or Discord guild to a tenant
+chat enrol  print an enrolment code for a user to link a chat account
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,37 @@ def _parser() -> argparse.ArgumentParser:
     create_key.add_argument("--scopes", default="read", help="comma-separated: read, write, admin (default read)")
     create_key.add_argument("--name", default="cli", help="a name to recognise the key by (default cli)")
     create_key.add_argument("--expires-days", type=int, help="days until the key expires (default never)")
+    hooks = sub.add_parser("webhooks", help="integrator webhooks")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    verify = hooks_sub.add_parser("verify", help="check a captured request's signature; prints valid or invalid")
+    verify.add_argument("--secret", required=True, help="the endpoint's whsec_ secret")
+    verify.add_argument("--id", required=True, help="the webhook-id header")
+    verify.add_argument("--timestamp", required=True, help="the webhook-timestamp header")
+    verify.add_argument("--signature", required=True, help="the webhook-signature header")
+    verify.add_argument("--body-file", required=True, type=Path, help="the exact body bytes received")
+    verify.add_argument("--ignore-age", action="store_true", help="accept a timestamp older than 5 minutes")
+    channels = sub.add_parser("channels", help="notification channels")
+    channels_sub = channels.add_subparsers(dest="channels_command", required=True, metavar="ACTION")
+    channel_test = channels_sub.add_parser("test", help="send a test message through a channel; print the outcome")
+    channel_test.add_argument("channel_id", type=int, metavar="CHANNEL_ID", help="the channel's id")
+    report = sub.add_parser("report", help="render a user's weekly health report to an HTML file")
+    report.add_argument("user_id", type=int, metavar="USER_ID", help="the patient's user id")
+    report.add_argument("--out", required=True, type=Path, help="the HTML file to write (charts embedded)")
+    report.add_argument("--end", type=date.fromisoformat, help="last day (YYYY-MM-DD); default the newest report")
+    report.add_argument("--patient", action="store_true", help="the patient's copy rather than the care team's")
+    register = sub.add_parser("discord-register", help="register the chat commands with Discord (bulk overwrite)")
+    register.add_argument("--guild", help="a guild (server) id: its commands update at once (default: global)")
+    sub.add_parser("discord-gateway", help="serve Discord interactions over the gateway (no public URL needed)")
+    chat_cmd = sub.add_parser("chat", help="chat front ends: tenancy and account linking")
+    chat_sub = chat_cmd.add_subparsers(dest="chat_command", required=True, metavar="ACTION")
+    bind = chat_sub.add_parser("bind-workspace", help="bind a Slack workspace or Discord guild to a tenant")
+    bind.add_argument("--platform", required=True, choices=("slack", "discord"))
+    bind.add_argument("--workspace", required=True, help="Slack team/enterprise id, or Discord guild id")
+    bind.add_argument("--tenant", required=True, help="tenant slug (it must exist)")
+    bind.add_argument("--name", default="", help="a name to recognise the workspace by")
+    enrol = chat_sub.add_parser("enrol", help="print an enrolment code the linking page asks for (7 days, once)")
+    enrol.add_argument("--tenant", required=True, help="tenant slug")
+    enrol.add_argument("--user-id", required=True, type=int, help="the CareBeacon user's id")
     analyze = sub.add_parser("analyze", help="analyse a CSV of readings and print JSON")
     analyze.add_argument("--input", required=True, type=Path, help="CSV with metric,recorded_at,value[,unit]")
     analyze.add_argument("--age", type=int, help="the patient's age in years (some score targets depend on it)")
@@ -78,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sealkey":
             print(Keyring.new_entry(args.id))
             return 0
+        if args.command == "webhooks":
+            return _webhooks_verify(args)
+        if args.command == "discord-register":
+            return _discord_register(args)
         if args.command == "analyze":
             from bot.analyze import run
 
@@ -260,7 +302,156 @@ def _apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webhooks_verify(args: argparse.Namespace) -> int:
+    """Print valid (exit 0) or invalid (exit 1) for a captured request; 2 for a bad secret or file."""
+    from channels.signing import SecretError, verify
+
+    try:
+        body = args.body_file.read_bytes()
+        now = float(args.timestamp) if args.ignore_age and args.timestamp.isdigit() else None
+        valid = verify(args.secret, args.id, args.timestamp, body, args.signature, now=now)
+    except (OSError, SecretError) as exc:
+        print(f"carebeacon webhooks verify: {exc}", file=sys.stderr)
+        return 2
+    print("valid" if valid else "invalid")
+    return 0 if valid else 1
+
+
+def _channels(args: argparse.Namespace) -> int:
+    """``channels test``: exit 0 when the peer accepted the message, 1 otherwise."""
+
+    async def go() -> Any:
+        from channels.routing import send_test_message
+
+        pool = await runtime.pool()
+        try:
+            keys = await runtime.deployment_keys()
+            return await send_test_message(pool, runtime.current().keyring, args.channel_id, keys)
+        finally:
+            await runtime.close_pool()
+
+    found = asyncio.run(go())
+    if found is None:
+        print(f"carebeacon channels test: no channel {args.channel_id}", file=sys.stderr)
+        return 1
+    channel, delivery = found
+    status = f" (HTTP {delivery.http_status})" if delivery.http_status is not None else ""
+    detail = f": {delivery.detail}" if delivery.detail else ""
+    state = "" if channel.enabled else f" [disabled: {channel.disabled_reason}]"
+    print(f"channel {channel.id} ({channel.kind} {channel.label!r}){state}: {delivery.status.value}{status}{detail}")
+    return 0 if delivery.status.value == "delivered" else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``report USER_ID --out FILE``: the stored report, or a preview when there is none yet."""
+
+    async def go() -> Any:
+        from pipeline.reports import load_for_user, render
+
+        pool = await runtime.pool()
+        try:
+            async with pool.acquire() as conn:
+                data = await load_for_user(conn, args.user_id, args.end)
+        finally:
+            await runtime.close_pool()
+        return data and render(data, audience="patient" if args.patient else "care_team", images="data")
+
+    rendered = asyncio.run(go())
+    if rendered is None:
+        print(f"carebeacon report: no user {args.user_id}", file=sys.stderr)
+        return 1
+    args.out.write_text(rendered.html, encoding="utf-8")
+    print(f"wrote {args.out} ({len(rendered.images)} chart(s)): {rendered.subject}")
+    return 0
+
+
+def _discord_register(args: argparse.Namespace) -> int:
+    """Bulk-overwrite the application's commands with the core's; needs no database."""
+    from bot.commands import COMMANDS as CHAT_COMMANDS
+    from bot.discord import DiscordRest, DiscordSettings, application_commands
+    from bot.discord.rest import DiscordApiError
+
+    settings = DiscordSettings.from_env(os.environ)
+    if settings.application_id is None or settings.bot_token is None:
+        print("carebeacon discord-register: set DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN", file=sys.stderr)
+        return 2
+
+    async def go() -> list[dict[str, Any]]:
+        rest = DiscordRest(settings)
+        try:
+            return await rest.overwrite_commands(application_commands(CHAT_COMMANDS.values()), args.guild)
+        finally:
+            await rest.close()
+
+    try:
+        registered = asyncio.run(go())
+    except DiscordApiError as exc:
+        print(f"carebeacon discord-register: {exc}", file=sys.stderr)
+        return 1
+    where = f"guild {args.guild}" if args.guild else "global (may take a while to appear)"
+    print(f"registered {len(registered)} command(s), {where}: {', '.join('/' + c['name'] for c in registered)}")
+    return 0
+
+
+def _discord_gateway(args: argparse.Namespace) -> int:
+    from bot.discord import DiscordRest, DiscordSettings, Interactions
+    from bot.discord.gateway import Gateway
+    from bot.settings import BotSettings
+
+    settings = DiscordSettings.from_env(os.environ)
+    if settings.bot_token is None or settings.application_id is None:
+        print("carebeacon discord-gateway: set DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN", file=sys.stderr)
+        return 2
+
+    async def go() -> None:
+        pool = await runtime.pool()
+        rest = DiscordRest(settings)
+        public_url = BotSettings.from_env(os.environ).public_url
+        client = Gateway(Interactions(pool, runtime.current().keyring, public_url, rest), rest)
+        try:
+            assert settings.bot_token is not None
+            await client.start(settings.bot_token)
+        finally:
+            if not client.is_closed():
+                await client.close()
+            await runtime.close_pool()
+
+    asyncio.run(go())
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    """``chat bind-workspace`` / ``chat enrol``: exit 1 for an unknown tenant or user, or a workspace
+    bound to another tenant."""
+    from db import chat
+
+    async def go() -> str:
+        pool = await runtime.pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", args.tenant)
+                if tenant_id is None:
+                    raise ValueError(f"no tenant {args.tenant!r}")
+                if args.chat_command == "bind-workspace":
+                    await chat.bind_workspace(conn, args.platform, args.workspace, tenant_id, args.name)
+                    return f"{args.platform} workspace {args.workspace} is bound to tenant {args.tenant!r}"
+                return await chat.create_enrolment_code(conn, tenant_id, args.user_id, "cli")
+        finally:
+            await runtime.close_pool()
+
+    try:
+        print(asyncio.run(go()))
+    except ValueError as exc:
+        print(f"carebeacon chat {args.chat_command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "discord-gateway": _discord_gateway,
+    "chat": _chat,
+    "report": _report,
+    "channels": _channels,
     "apikey": _apikey,
     "deadletters": _deadletters,
     "requeue": _requeue,

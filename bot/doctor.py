@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis
 
+from bot.api.settings import ApiSettings
 from bot.settings import BotSettings
 from db import DbSettings, SettingError, open_services
 from db.env import Env
@@ -15,6 +16,7 @@ from db.migrate import pending
 from db.reseal import SEALED_COLUMNS
 from pipeline.providers import build_providers
 from pipeline.settings import PipelineSettings
+from pipeline.webhooks.settings import WebhookSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +32,10 @@ def diagnose(env: Env) -> list[Check]:
     parsed: dict[str, object] = {}
     for name, reader in (
         ("bot", BotSettings.from_env),
+        ("api", ApiSettings.from_env),
         ("db", DbSettings.from_env),
         ("pipeline", PipelineSettings.from_env),
+        ("webhooks", WebhookSettings.from_env),
     ):
         try:
             parsed[name] = reader(env)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
-from db import connections, notifications, tenants
+from db import connections, notification_channels, notification_rules, tenants
 from db.sealing import Keyring
 from pipeline.providers.simulator import issue_tokens
 
@@ -53,7 +53,7 @@ async def seed_demo(pool: asyncpg.Pool, keyring: Keyring, data_dir: Path) -> Dem
             tenant_id,
         )
         if channel_id is None:
-            channel_id = await notifications.create_channel(
+            channel_id = await notification_channels.create_channel(
                 conn,
                 keyring,
                 tenant_id=tenant_id,
@@ -61,7 +61,7 @@ async def seed_demo(pool: asyncpg.Pool, keyring: Keyring, data_dir: Path) -> Dem
                 label="Terminal and alert file",
                 config={"path": str(alert_file)},
             )
-            await notifications.create_rule(
+            await notification_rules.create_rule(
                 conn, tenant_id=tenant_id, channel_id=channel_id, name="Care team: warnings and up"
             )
     return Demo(tenant_id, user_id, connection_id, channel_id, alert_file)

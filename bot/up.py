@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ import asyncpg
 from aiohttp import web
 from dramatiq import Worker
 
+from bot.api.settings import ApiSettings
 from bot.app import make_app
 from bot.seed import is_empty, seed_demo
 from bot.settings import BotSettings
@@ -74,7 +76,8 @@ async def serve_web(settings: BotSettings) -> None:
 
 @contextlib.asynccontextmanager
 async def _web(settings: BotSettings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    runner = web.AppRunner(make_app(pool, runtime.current().broker), handle_signals=False)
+    app = make_app(pool, runtime.current().broker, settings=settings, limits=ApiSettings.from_env(os.environ))
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -6,10 +6,24 @@ from typing import Any
 
 from channels.base import Channel
 from channels.console import Console
+from channels.discord import Discord
+from channels.email import Email
 from channels.errors import ConfigError
+from channels.ntfy import Ntfy
+from channels.slack import Slack
+from channels.teams import Teams
+from channels.webhook import Webhook
+from channels.webpush import WebPush
 
 CHANNELS: dict[str, type[Channel]] = {
     Console.kind: Console,
+    Discord.kind: Discord,
+    Email.kind: Email,
+    Ntfy.kind: Ntfy,
+    Slack.kind: Slack,
+    Teams.kind: Teams,
+    Webhook.kind: Webhook,
+    WebPush.kind: WebPush,
 }
 
 

@@ -1,24 +1,33 @@
-"""Routing one alert: rules choose channels, each channel gets one logged attempt.
+"""Routing one alert: rules choose channels and decide (send, wait, defer, suppress); each
+channel gets one logged attempt per try; a critical alert nobody acknowledges escalates.
 
-Idempotent: a channel that already has a delivered attempt for the alert is skipped, so a
-replayed or reconciled message never pages anyone twice.  A channel whose attempt is still in
-flight elsewhere is retried once that attempt's lease runs out, never written off: the other
-worker may have died mid-send.
+Idempotent: a channel settled for the alert (delivered, suppressed, pruned, failed for good)
+is skipped, so a replayed or reconciled message never pages anyone twice.  A channel whose
+attempt is still in flight elsewhere is retried once that attempt's lease runs out, never
+written off: the other worker may have died mid-send.  The time is a parameter (``now``), so
+quiet hours, cooldowns, group waits and escalation can be tested at any hour.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from channels.base import Delivery, DeliveryStatus
-from channels.errors import ConfigError, TransientDeliveryError
-from channels.registry import build_channel
-from db import alerts, notifications
-from db.sealing import Keyring, SealError
+from channels.context import NO_KEYS, DeploymentKeys, SendContext
+from channels.errors import TransientDeliveryError
+from channels.rules import Action, by_channel, decide, muted
+from channels.sending import Sent, deliver, failed_for_good, send_once
+from channels.summary import escalated
+from db import alerts, audit, delivery_log, notification_channels
+from db.alerts import Alert
+from db.delivery_log import Outcome
+from db.notification_channels import ChannelRow
+from db.routing import Rule, rules_for
+from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -29,59 +38,214 @@ ATTEMPT_LEASE = timedelta(minutes=2)
 
 @dataclass(frozen=True, slots=True)
 class RoutingReport:
+    """``deferred_until``: the alert must be routed again then (quiet hours, a group wait).
+    ``escalate_at``: when its escalation falls due, unless someone acknowledges it."""
+
     alert_id: int
     delivered: int = 0
     skipped: int = 0
     failed: int = 0
     retrying: int = 0
+    suppressed: int = 0
+    deferred_until: datetime | None = None
+    escalate_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationReport:
+    alert_id: int
+    sent: int = 0
+    pending_until: datetime | None = None
 
 
 async def route_alert(
-    pool: asyncpg.Pool, keyring: Keyring, alert_id: int, lease: timedelta = ATTEMPT_LEASE
+    pool: asyncpg.Pool,
+    keyring: Keyring,
+    alert_id: int,
+    lease: timedelta = ATTEMPT_LEASE,
+    *,
+    now: datetime | None = None,
+    final: bool = False,
+    keys: DeploymentKeys = NO_KEYS,
 ) -> RoutingReport:
-    """Deliver the alert to every channel its tenant's rules choose.
+    """Deliver the alert to every channel its tenant's rules choose, as they decide.
 
     Raises TransientDeliveryError (with the longest Retry-After seen) when a channel should be
-    tried again; the alert is marked routed only once no channel is left to retry.
+    tried again, unless ``final`` (the last retry): then those channels are given up as failed.
+    The alert is marked routed once every channel is settled; until then, a deferred or
+    grouped alert reports when to come back.
     """
+    now = now or datetime.now(UTC)
+    context = SendContext(keyring, keys)
     async with pool.acquire() as conn:
         alert = await alerts.get(conn, alert_id)
         if alert is None:
             log.info("alert %s is gone; nothing to route", alert_id)
             return RoutingReport(alert_id)
-        targets = await notifications.channels_for(conn, alert)
+        mute = await muted(conn, alert, now)
+        decisions = [await decide(conn, alert, rule, now, mute) for rule in await rules_for(conn, alert)]
 
-    delivered = skipped = failed = 0
-    retry_after: list[float] = []
-    for target in targets:
-        async with pool.acquire() as conn:
-            attempt = await notifications.start_attempt(conn, alert.id, target.id, lease)
-        if attempt.in_flight_for is not None:
-            # Come back when the lease runs out: by then it was delivered, or its worker died.
-            retry_after.append(attempt.in_flight_for.total_seconds())
+    tally = _Tally()
+    later: list[datetime] = []
+    for channel, decision in by_channel(decisions).values():
+        if decision.action is Action.SUPPRESS or decision.action is Action.DEFER:
+            status = "suppressed" if decision.action is Action.SUPPRESS else "deferred"
+            async with pool.acquire() as conn:
+                await delivery_log.record_decision(
+                    conn, alert.id, channel.id, status, decision.reason or status, rule_id=decision.rule.id,
+                    due_at=decision.until,
+                )  # fmt: skip
+        if decision.action is Action.SUPPRESS:
+            tally.suppressed += 1
             continue
-        if attempt.log_id is None:
-            skipped += 1
+        if decision.until is not None:
+            later.append(decision.until)
             continue
-        log_id = attempt.log_id
-        try:
-            channel = build_channel(target.kind, target.config(keyring))
-            outcome = await channel.send(channel.render(alert))
-        except (ConfigError, SealError) as exc:
-            outcome = Delivery(DeliveryStatus.PERMANENT, str(exc))
-        async with pool.acquire() as conn:
-            logged = "delivered" if outcome.status is DeliveryStatus.DELIVERED else "failed"
-            await notifications.finish_attempt(conn, log_id, logged, outcome.detail)
-        log.info("alert %s channel %s attempt log %s: %s", alert.id, target.id, log_id, outcome.status.value)
-        if outcome.status is DeliveryStatus.DELIVERED:
-            delivered += 1
-        elif outcome.retryable:
-            retry_after.append(outcome.retry_after or 0.0)
-        else:
-            failed += 1
+        sent = await deliver(pool, context, alert, channel, decision.rule, now, lease)
+        tally.add(channel, sent)
 
-    if retry_after:
-        raise TransientDeliveryError(f"alert {alert.id}: {len(retry_after)} channel(s) to retry", max(retry_after))
+    if tally.retrying and not final:
+        longest = max(s.retry_after or 0.0 for _, s in tally.retrying)
+        raise TransientDeliveryError(f"alert {alert.id}: {len(tally.retrying)} channel(s) to retry", longest)
+    if tally.retrying:
+        spent, tally.retrying = tally.retrying, []
+        await _give_up(pool, alert, spent)
+        tally.failed += len(spent)
+    if later:
+        async with pool.acquire() as conn:
+            await alerts.hold_until(conn, alert.id, min(later))
+        return tally.report(alert.id, deferred_until=min(later))
+    escalate_at = None
+    if alert.severity == "critical" and alert.acknowledged_at is None:
+        afters = [d.rule.escalate_after for d in decisions if d.action is Action.SEND and _escalates(d.rule)]
+        escalate_at = now + min(a for a in afters if a is not None) if afters else None
     async with pool.acquire() as conn:
-        await alerts.mark_routed(conn, alert.id)
-    return RoutingReport(alert.id, delivered, skipped, failed)
+        await alerts.mark_routed(conn, alert.id, now, escalate_at)
+    return tally.report(alert.id, escalate_at=escalate_at)
+
+
+async def escalate_alert(
+    pool: asyncpg.Pool,
+    keyring: Keyring,
+    alert_id: int,
+    lease: timedelta = ATTEMPT_LEASE,
+    *,
+    now: datetime | None = None,
+    final: bool = False,
+    keys: DeploymentKeys = NO_KEYS,
+) -> EscalationReport:
+    """Send a routed, unacknowledged alert to the escalation channels of each rule whose
+    ``escalate_after`` has run out since it was routed.  Does nothing once it is acknowledged,
+    resolved or silenced.  Raises TransientDeliveryError like ``route_alert``.
+    """
+    now = now or datetime.now(UTC)
+    context = SendContext(keyring, keys)
+    async with pool.acquire() as conn:
+        alert = await alerts.get(conn, alert_id)
+        if alert is None or alert.routed_at is None:
+            return EscalationReport(alert_id)
+        if alert.acknowledged_at is not None or alert.status != "open" or await muted(conn, alert, now):
+            log.info("alert %s: acknowledged, resolved or silenced; no escalation", alert.id)
+            await alerts.mark_escalated(conn, alert.id, now)
+            return EscalationReport(alert.id)
+        rules = [r for r in await rules_for(conn, alert) if _escalates(r)]
+    routed_at = alert.routed_at
+    due = {r.id: routed_at + r.escalate_after for r in rules if r.escalate_after is not None}
+    sent = 0
+    retrying: list[tuple[ChannelRow, Sent]] = []
+    done: set[int] = set()
+    for rule in rules:
+        if rule.escalate_after is None or due[rule.id] > now:
+            continue
+        message = escalated(alert, rule.escalate_after)
+        for channel in rule.escalation_channels:
+            if channel.id in done:
+                continue
+            done.add(channel.id)
+            outcome = await deliver(
+                pool, context, alert, channel, rule, now, lease, purpose="escalate", message=message
+            )
+            sent += outcome.delivery is not None and outcome.delivery.status is DeliveryStatus.DELIVERED
+            if outcome.retrying:
+                retrying.append((channel, outcome))
+    if retrying and not final:
+        longest = max(s.retry_after or 0.0 for _, s in retrying)
+        raise TransientDeliveryError(f"alert {alert.id}: {len(retrying)} escalation channel(s) to retry", longest)
+    if retrying:
+        await _give_up(pool, alert, retrying)
+    pending = [at for at in due.values() if at > now]
+    async with pool.acquire() as conn:
+        if pending:
+            await alerts.set_escalate_at(conn, alert.id, min(pending))
+            return EscalationReport(alert.id, sent, min(pending))
+        await alerts.mark_escalated(conn, alert.id, now)
+    return EscalationReport(alert.id, sent)
+
+
+async def send_test_message(
+    pool: asyncpg.Pool, keyring: Keyring, channel_id: int, keys: DeploymentKeys = NO_KEYS
+) -> tuple[ChannelRow, Delivery] | None:
+    """Send a test message through the channel (enabled or not) and audit the outcome.
+    Returns None when there is no such channel.  Nothing goes to the delivery log: it is for alerts."""
+    async with pool.acquire() as conn:
+        channel = await notification_channels.get_channel(conn, channel_id)
+    if channel is None:
+        return None
+    now = datetime.now(UTC)
+    message = Alert(
+        id=0, user_id=0, tenant_id=channel.tenant_id, patient="CareBeacon", category="test", severity="info",
+        metric=None, title="Test message from CareBeacon", body=f"Channel “{channel.label}” works.",
+        observed_value=None, threshold=None, recorded_at=now, created_at=now,
+    )  # fmt: skip
+    delivery, latency_ms = await send_once(channel, SendContext(keyring, keys), message)
+    async with pool.acquire() as conn:
+        await audit.record(
+            conn,
+            tenant_id=channel.tenant_id,
+            actor="cli",
+            action="channel.tested",
+            subject_type="notification_channel",
+            subject_id=channel.id,
+            details={"status": delivery.status.value, "http_status": delivery.http_status, "latency_ms": latency_ms},
+        )
+    return channel, delivery
+
+
+def _escalates(rule: Rule) -> bool:
+    return rule.escalate_after is not None and bool(rule.escalation_channels)
+
+
+@dataclass
+class _Tally:
+    delivered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    retrying: list[tuple[ChannelRow, Sent]] = field(default_factory=list)
+
+    def add(self, channel: ChannelRow, sent: Sent) -> None:
+        if sent.retrying:
+            self.retrying.append((channel, sent))
+        elif sent.delivery is None:
+            self.skipped += 1
+        elif sent.delivery.status is DeliveryStatus.DELIVERED:
+            self.delivered += 1
+        else:
+            self.failed += 1
+
+    def report(
+        self, alert_id: int, *, deferred_until: datetime | None = None, escalate_at: datetime | None = None
+    ) -> RoutingReport:
+        counts = (self.delivered, self.skipped, self.failed, len(self.retrying), self.suppressed)
+        return RoutingReport(alert_id, *counts, deferred_until=deferred_until, escalate_at=escalate_at)
+
+
+async def _give_up(pool: asyncpg.Pool, alert: Alert, retrying: list[tuple[ChannelRow, Sent]]) -> None:
+    """The last retry is spent: the channels still failing are failed for good, and said so."""
+    async with pool.acquire() as conn:
+        for channel, sent in retrying:
+            if sent.log_ids:
+                await delivery_log.give_up(conn, sent.log_ids)
+            detail = sent.delivery.detail if sent.delivery is not None else "still in flight at the last retry"
+            await failed_for_good(conn, alert, channel, Outcome("failed", "transient", f"gave up: {detail}"))
+    log.warning("alert %s: gave up on %d channel(s) after the last retry", alert.id, len(retrying))

@@ -2,6 +2,8 @@
 
 Writing the event with the change it describes means a crash can lose neither alone; the
 webhook dispatcher reads undispatched rows and fans them out to the tenant's endpoints.
+The catalogue (docs/webhooks.md shows a payload of each): payloads carry ids and summaries,
+never bulk health data.
 """
 
 from __future__ import annotations
@@ -12,13 +14,45 @@ from typing import Any
 import asyncpg
 
 SYNC_COMPLETED, SYNC_FAILED = "sync.completed", "sync.failed"
+CONNECTION_CREATED, CONNECTION_DISCONNECTED = "connection.created", "connection.disconnected"
+ALERT_CREATED, ALERT_ACKNOWLEDGED, ALERT_RESOLVED = "alert.created", "alert.acknowledged", "alert.resolved"
+SCORE_UPDATED, REPORT_READY = "score.updated", "report.ready"
+# Operational: an endpoint of the tenant was disabled (410, or too many failures in a row).
+WEBHOOK_DISABLED = "webhook.disabled"
+# Sent only by `POST /v1/webhooks/{id}/test`, to that endpoint, whatever it subscribes to.
+WEBHOOK_TEST = "webhook.test"
+
+# What an endpoint may subscribe to.
+CATALOGUE = (
+    SYNC_COMPLETED,
+    SYNC_FAILED,
+    CONNECTION_CREATED,
+    CONNECTION_DISCONNECTED,
+    ALERT_CREATED,
+    ALERT_ACKNOWLEDGED,
+    ALERT_RESOLVED,
+    SCORE_UPDATED,
+    REPORT_READY,
+    WEBHOOK_DISABLED,
+)
 
 
-async def publish(conn: asyncpg.Connection, tenant_id: int, event_type: str, data: dict[str, Any]) -> int:
-    """Record ``{type, timestamp, data}`` for the tenant; returns the event id."""
+async def publish(
+    conn: asyncpg.Connection, tenant_id: int, event_type: str, data: dict[str, Any], *, dispatched: bool = False
+) -> int:
+    """Record ``{type, timestamp, data}`` for the tenant; returns the event id.
+
+    ``dispatched`` marks an event the caller fans out itself (the test event), so the
+    dispatcher leaves it alone.
+    """
     payload = {"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data}
     event_id: int = await conn.fetchval(
-        "INSERT INTO events (tenant_id, type, payload) VALUES ($1, $2, $3) RETURNING id", tenant_id, event_type, payload
+        "INSERT INTO events (tenant_id, type, payload, dispatched_at)"
+        " VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING id",
+        tenant_id,
+        event_type,
+        payload,
+        dispatched,
     )
     return event_id
 

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +193,73 @@ async def latest(conn: asyncpg.Connection, user_id: int, since: datetime) -> lis
         since,
     )
     return [Reading(**dict(r)) for r in rows]
+
+
+class MetricArrays(NamedTuple):
+    """One metric's readings of one user as two parallel arrays, in ``latest``'s order."""
+
+    seconds: npt.NDArray[np.float64]  # POSIX time: recorded_at.timestamp()
+    values: npt.NDArray[np.float64]
+
+
+# One row per (user, metric, provider): two float8 arrays decode far faster than a Record and a
+# Reading per reading.  date_part gives µs ÷ 10⁶ in float8, correctly rounded like timestamp().
+# The arrays come in no particular order: an ORDER BY inside array_agg sorts every group on
+# its own, which cost the server ~0.6 ms a user more (2-core box, 100 users × 2,700 readings).
+# _by_metric sorts by time instead; within one provider no two readings share a time.
+_LATEST_ARRAYS = """
+SELECT user_id, metric,
+       array_agg(date_part('epoch', recorded_at)) AS seconds,
+       array_agg(value) AS values
+  FROM metrics
+ WHERE user_id = ANY($1::bigint[]) AND recorded_at >= $2
+ GROUP BY user_id, metric, provider
+ ORDER BY user_id, metric, provider
+"""
+
+
+async def latest_arrays(
+    conn: asyncpg.Connection, user_ids: Sequence[int], since: datetime
+) -> dict[int, dict[str, MetricArrays]]:
+    """``latest`` for many users in one query, as arrays per user and metric.
+
+    Every id given is a key; a user without readings maps to {}.  Each metric's readings come
+    in ``latest``'s order: by time, then provider.  ~100 users a call keeps a result near a
+    quarter of a million readings.
+    """
+    rows = await conn.fetch(_LATEST_ARRAYS, list(user_ids), since)
+    found: dict[int, dict[str, MetricArrays]] = {user_id: {} for user_id in user_ids}
+    start = 0
+    while start < len(rows):
+        user_id = rows[start]["user_id"]
+        end = start
+        while end < len(rows) and rows[end]["user_id"] == user_id:
+            end += 1
+        found[user_id] = _by_metric(rows[start:end])
+        start = end
+    return found
+
+
+def _by_metric(rows: Sequence[asyncpg.Record]) -> dict[str, MetricArrays]:
+    """One user's rows, ordered by metric then provider, as time-ordered arrays per metric."""
+    names: list[str] = []
+    sizes: list[int] = []
+    seconds: list[float] = []
+    values: list[float] = []
+    for row in rows:
+        if not names or names[-1] != row["metric"]:
+            names.append(row["metric"])
+            sizes.append(0)
+        sizes[-1] += len(row["seconds"])
+        seconds += row["seconds"]
+        values += row["values"]
+    # One stable sort for the user: by metric, then time; readings of two providers at the same
+    # time keep the rows' provider order, as latest's ORDER BY recorded_at, metric, provider does.
+    times = np.array(seconds)
+    order = np.lexsort((times, np.repeat(np.arange(len(names)), sizes)))
+    times, readings = times[order], np.array(values)[order]
+    bounds = np.cumsum([0, *sizes]).tolist()
+    return {
+        name: MetricArrays(times[start:end], readings[start:end])
+        for name, start, end in zip(names, bounds[:-1], bounds[1:], strict=True)
+    }

@@ -14,6 +14,13 @@ from db.sealing import PREFIX, Keyring
 SEALED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("connections", "tokens_sealed"),
     ("notification_channels", "config_sealed"),
+    ("deployment_keys", "secret_sealed"),
+    ("ingest_secrets", "secret_sealed"),
+    ("slack_installations", "bot_token_sealed"),
+    ("slack_installations", "bot_refresh_token_sealed"),
+    ("chat_followups", "response_sealed"),
+    ("webhook_endpoints", "secret_sealed"),
+    ("webhook_endpoints", "previous_secret_sealed"),
 )
 
 

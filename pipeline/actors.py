@@ -8,18 +8,23 @@ Actors are declared on ``runtime.DECLARED`` and moved onto the real broker by
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import aiohttp
 import dramatiq
+from dramatiq.errors import BrokerError
 from dramatiq.middleware import CurrentMessage
 
-from channels import PermanentDeliveryError, TransientDeliveryError, route_alert
-from db import reports
+from channels import PermanentDeliveryError, TransientDeliveryError, escalate_alert, route_alert
+from db import chat, reports
 from db.sealing import SealError
-from pipeline import runtime
+from pipeline import runtime, webhooks
 from pipeline.analytics import analyse_run
 from pipeline.errors import PermanentSyncError, RefreshFailedError, TransientSyncError
+from pipeline.reports import send_report
 from pipeline.sync import disconnect, record_failure, run_sync
+from pipeline.webhooks import settings as webhook_settings
 
 log = logging.getLogger(__name__)
 _broker = runtime.DECLARED
@@ -72,25 +77,44 @@ async def analyse(run_id: int) -> None:
     outcome = await analyse_run(await runtime.pool(), run_id)
     for alert_id in outcome.new_alert_ids if outcome else ():
         notify.send(alert_id)
+    dispatch_events.send()  # the sync's and this analysis's events (webhooks)
+
+
+# Transient failures and 429s retry with Dramatiq's jittered backoff (2 s to 5 min) or the
+# peer's Retry-After; on the last try routing gives the channels up as failed, for good.
+NOTIFY_RETRIES = 8
 
 
 @dramatiq.actor(
     broker=_broker,
     queue_name="notifications",
-    max_retries=8,
+    max_retries=NOTIFY_RETRIES,
     min_backoff=2_000,
     max_backoff=300_000,
     throws=(PermanentDeliveryError,),
 )
 async def notify(alert_id: int) -> None:
+    rt = runtime.current()
     try:
-        rt = runtime.current()
-        await route_alert(await runtime.pool(), rt.keyring, alert_id, rt.settings.delivery_lease)
+        routed = await route_alert(
+            await runtime.pool(),
+            rt.keyring,
+            alert_id,
+            rt.settings.delivery_lease,
+            keys=await runtime.deployment_keys(),
+            final=_last_try(NOTIFY_RETRIES),
+        )
     except TransientDeliveryError as exc:
         # Honour the peer's Retry-After when it gave one; otherwise Dramatiq's backoff applies.
         if exc.retry_after:
             raise dramatiq.Retry(delay=int(exc.retry_after * 1000)) from exc
         raise
+    # Quiet hours or a group wait: come back when they end.  The escalation timer: a delayed
+    # message.  The reconciler re-sends either if Redis loses it.
+    if routed.deferred_until is not None:
+        _send_at(notify, alert_id, routed.deferred_until)
+    if routed.escalate_at is not None:
+        _send_at(escalate, alert_id, routed.escalate_at)
 
 
 def _retries() -> int:
@@ -118,9 +142,140 @@ def _max_retries() -> int:
 
 @dramatiq.actor(broker=_broker, queue_name="reports", max_retries=3, min_backoff=5_000, max_backoff=300_000)
 async def report(report_id: int) -> None:
-    """Build a pending weekly report; a replayed message finds it ready and does nothing."""
-    async with (await runtime.pool()).acquire() as conn:
-        await reports.build(conn, report_id)
+    """Build a pending weekly report, then email it; a replayed message finds it ready, emails
+    only the recipients it missed (a transient refusal raises: Dramatiq retries), and stops."""
+    pool = await runtime.pool()
+    async with pool.acquire() as conn:
+        built = await reports.build(conn, report_id)
+    if built:
+        dispatch_events.send()  # report.ready (webhooks)
+    await send_report(pool, runtime.current().keyring, report_id)
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+# Events become deliveries here, on the webhooks queue; the reconciler does the same on every
+# pass, so an event whose message was lost still goes out.
+
+
+@dramatiq.actor(broker=_broker, queue_name="webhooks", max_retries=3, min_backoff=1_000, max_backoff=60_000)
+async def dispatch_events() -> None:
+    for delivery_id in await webhooks.dispatch(await runtime.pool()):
+        deliver_webhook.send(delivery_id)
+
+
+# ``deliver`` spends the schedule (WEBHOOK_RETRY_SCHEDULE, at most 10 retries, counted on the
+# row) and says when to retry; this cap only bounds retries after unexpected errors.
+@dramatiq.actor(broker=_broker, queue_name="webhooks", max_retries=10, time_limit=60_000)
+async def deliver_webhook(delivery_id: int) -> None:
+    rt = runtime.current()
+    pool = await runtime.pool()
+    settings = webhook_settings.current()
+    done = await webhooks.deliver(pool, rt.keyring, settings, delivery_id, lease=rt.settings.delivery_lease)
+    if done.endpoint_disabled:
+        dispatch_events.send()  # the tenant's webhook.disabled event
+    if done.retry_in is not None:
+        raise dramatiq.Retry(delay=max(1, round(done.retry_in * 1000)))
+
+
+# -- routing timers -----------------------------------------------------------------------------
+
+
+@dramatiq.actor(
+    broker=_broker,
+    queue_name="notifications",
+    max_retries=NOTIFY_RETRIES,
+    min_backoff=2_000,
+    max_backoff=300_000,
+    throws=(PermanentDeliveryError,),
+)
+async def escalate(alert_id: int) -> None:
+    """A critical alert's escalation timer ran out: unless acknowledged, page the escalation channels."""
+    rt = runtime.current()
+    try:
+        done = await escalate_alert(
+            await runtime.pool(),
+            rt.keyring,
+            alert_id,
+            rt.settings.delivery_lease,
+            keys=await runtime.deployment_keys(),
+            final=_last_try(NOTIFY_RETRIES),
+        )
+    except TransientDeliveryError as exc:
+        if exc.retry_after:
+            raise dramatiq.Retry(delay=int(exc.retry_after * 1000)) from exc
+        raise
+    if done.pending_until is not None:
+        _send_at(escalate, alert_id, done.pending_until)
+
+
+def _last_try(declared: int) -> bool:
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return False
+    return _retries() >= int(message.options.get("max_retries", declared))
+
+
+def _send_at(actor: dramatiq.Actor[[int], Any], alert_id: int, due: datetime) -> None:
+    """A delayed message for ``due``; a broker error is logged: the reconciler re-sends it."""
+    delay = max(0, int((due - datetime.now(UTC)).total_seconds() * 1000))
+    try:
+        actor.send_with_options(args=(alert_id,), delay=delay)
+    except (BrokerError, OSError, ConnectionError) as exc:
+        log.warning("could not schedule %s(%s) for %s (%s); the reconciler will", actor.actor_name, alert_id, due, exc)
+
+
+# -- chat follow-ups ----------------------------------------------------------------------------
+# /sync in chat answers at once (the 3-second rule); this posts the result once the runs end.
+# It looks every 2 s by Retry (no sleep holds a worker thread), for up to 30 minutes: the life
+# of a Slack response_url (a Discord interaction token lives 15).
+FOLLOWUP_POLL_MS = 2_000
+FOLLOWUP_TRIES = 900
+
+
+@dramatiq.actor(
+    broker=_broker,
+    queue_name="notifications",
+    max_retries=FOLLOWUP_TRIES,
+    min_backoff=FOLLOWUP_POLL_MS,
+    max_backoff=FOLLOWUP_POLL_MS,
+)
+async def chat_followup(followup_id: int) -> None:
+    pool = await runtime.pool()
+    async with pool.acquire() as conn:
+        found = await chat.pending_followup(conn, runtime.current().keyring, followup_id)
+    if found is None:
+        return
+    if not found.finished:
+        raise dramatiq.Retry(delay=FOLLOWUP_POLL_MS)
+    # Claimed before posting: a crash in between loses a chat notice, never doubles it.
+    async with pool.acquire() as conn:
+        if not await chat.mark_followup_posted(conn, followup_id):
+            return
+    await _post_followup(found)
+
+
+async def _post_followup(found: chat.Followup) -> None:
+    """POST the result to the response URL in the platform's shape (Slack response_url:
+    an ephemeral message that leaves the original; Discord interaction webhook: an
+    ephemeral follow-up).  A refusal is logged, not retried: the URL is single-purpose."""
+    lines = chat.followup_lines(found)
+    text = "Sync finished\n" + "\n".join(lines)
+    payload: dict[str, Any]
+    if found.platform == "slack":
+        blocks = [{"type": "header", "text": {"type": "plain_text", "text": "Sync finished"}},
+                  {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}}]  # fmt: skip
+        payload = {"response_type": "ephemeral", "replace_original": False, "text": text, "blocks": blocks}
+    else:
+        payload = {"content": text.replace("*", "**")[:2000], "flags": 64}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.post(found.target, json=payload) as response,
+        ):
+            if response.status >= 300:
+                log.warning("chat follow-up %s refused: HTTP %s", found.id, response.status)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("chat follow-up %s not delivered: %s", found.id, type(exc).__name__)
 
 
 runtime.bind_actors()

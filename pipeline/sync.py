@@ -8,20 +8,22 @@ reconciler what still needs doing.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from db import alerts, audit, connections, events, metrics, sessions, sync_runs
+from db import alerts, audit, connections, events, logcontext, metrics, sessions, sync_runs
 from db.alerts import NewAlert
 from db.connections import Connection
 from db.metrics import Reading, UpsertCounts
 from db.sealing import Keyring
 from db.sessions import Session
+from pipeline import metrics as observed
 from pipeline import vocabulary
-from pipeline.errors import AccessTokenRejectedError
+from pipeline.errors import AccessTokenRejectedError, PermanentSyncError
 from pipeline.providers import Provider, Window, get_provider
 from pipeline.settings import PipelineSettings
 
@@ -59,15 +61,20 @@ async def run_sync(pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSetti
 
     Raises TransientSyncError / PermanentSyncError from the provider; the caller records them.
     """
+    started = time.monotonic()
+    logcontext.add(sync_run_id=run_id)
     async with pool.acquire() as conn:
         run = await sync_runs.claim(conn, run_id, settings.stale_after)
         if run is None:
             log.info("sync run %s is finished or held elsewhere; skipping", run_id)
             return None
         connection = await connections.load(conn, run.connection_id)
+        if connection is not None:
+            logcontext.add(connection_id=connection.id, user_id=connection.user_id, provider=connection.provider)
         if connection is None or connection.status != "active":
             reason = "connection deleted" if connection is None else f"connection is {connection.status}"
             await sync_runs.finish(conn, run_id, "skipped", reason)
+            observed.SYNC_RUNS.labels(connection.provider if connection else "unknown", "skipped").inc()
             log.info("sync run %s skipped: %s", run_id, reason)
             return SyncOutcome(run_id, connection.user_id if connection else 0, "skipped")
 
@@ -111,6 +118,8 @@ async def run_sync(pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSetti
         "sync run %s connection %s (%s): %d readings and sessions, %d new, %d updated, %d unchanged, %d invalid",
         run_id, connection.id, provider.id, received, counts.inserted, counts.updated, counts.unchanged, invalid,
     )  # fmt: skip
+    observed.observe_sync(connection.provider, time.monotonic() - started, received=received,
+                          written=counts.written, unchanged=counts.unchanged, invalid=invalid)  # fmt: skip
     return SyncOutcome(run_id, connection.user_id, "completed", window, counts, received, invalid)
 
 
@@ -205,34 +214,64 @@ async def record_failure(
 ) -> None:
     """Hand the run back as pending for the next attempt (due in ``retry_in``), or, on the last
     one, fail it: it becomes a dead letter (``carebeacon requeue``) and integrators get
-    ``sync.failed``."""
+    ``sync.failed``; the third such failure in a row raises one alert for the user."""
+    alert_id = None
     async with pool.acquire() as conn, conn.transaction():
         await sync_runs.finish(conn, run_id, "failed" if final else "pending", error, None if final else retry_in)
         if not final:
             return
-        connection = await _connection_of(conn, run_id)
-        if connection is None:
-            return
-        await audit.record(
-            conn,
-            tenant_id=connection.tenant_id,
-            actor="pipeline",
-            action="wearable_sync",
-            subject_type="sync_run",
-            subject_id=run_id,
-            details={"status": "failed", "error": error},
-        )
-        data = {"sync_run_id": run_id, "connection_id": connection.id, "user_id": connection.user_id,
-                "provider": connection.provider, "error": error}  # fmt: skip
-        await events.publish(conn, connection.tenant_id, events.SYNC_FAILED, data)
+        connection = await _failed(conn, run_id, error)
+        if connection is not None:
+            # The third failure in a row tells the user, once per streak (the alert's dedupe key).
+            alert_id = await alerts.raise_sync_failing(conn, connection.id, _display_name(connection.provider))
+    if alert_id is not None:
+        _notify(alert_id)
+
+
+async def _failed(conn: asyncpg.Connection, run_id: int, error: str) -> Connection | None:
+    """The audit event and the integrators' ``sync.failed`` of a run that failed for good."""
+    connection = await _connection_of(conn, run_id)
+    if connection is None:
+        return None
+    await audit.record(
+        conn,
+        tenant_id=connection.tenant_id,
+        actor="pipeline",
+        action="wearable_sync",
+        subject_type="sync_run",
+        subject_id=run_id,
+        details={"status": "failed", "error": error},
+    )
+    data = {"sync_run_id": run_id, "connection_id": connection.id, "user_id": connection.user_id,
+            "provider": connection.provider, "error": error}  # fmt: skip
+    await events.publish(conn, connection.tenant_id, events.SYNC_FAILED, data)
+    observed.SYNC_RUNS.labels(connection.provider, "failed").inc()
+    return connection
+
+
+def _display_name(provider_id: str) -> str:
+    try:
+        return get_provider(provider_id).display_name
+    except PermanentSyncError:
+        return provider_id
+
+
+def _notify(alert_id: int) -> None:
+    # Imported here: pipeline.actors imports this module.  After the commit, so the worker sees the row.
+    from pipeline import actors
+    from pipeline.triggers import enqueue
+
+    enqueue(actors.notify, alert_id)
 
 
 async def disconnect(pool: asyncpg.Pool, run_id: int, error: str) -> int | None:
     """The provider refused our refresh token: fail the run, mark the connection inactive and
-    tell the user to reconnect.  Returns the new alert's id (None when already told today)."""
-    await record_failure(pool, run_id, error, final=True)
+    tell the user to reconnect, in one transaction, so nobody sees the run failed while the
+    connection still looks active.  Returns the new alert's id (None when already told today).
+    This alert replaces the "keeps failing" one: the user has one thing to do, reconnect."""
     async with pool.acquire() as conn, conn.transaction():
-        connection = await _connection_of(conn, run_id)
+        await sync_runs.finish(conn, run_id, "failed", error)
+        connection = await _failed(conn, run_id, error)
         if connection is None:
             return None
         await connections.set_status(conn, connection.id, "inactive", f"token refresh refused: {error}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from db import connections, notifications, tenants
+from db import connections, notification_channels, notification_rules, tenants
 from db.sealing import Keyring
 from pipeline.providers.simulator import issue_tokens
 
@@ -53,7 +53,7 @@ async def make_patient(
             tokens=tokens if tokens is not None else issue_tokens(),
             settings={"seed": tenant, "anomalies": anomalies or []},
         )
-        channel_id = await notifications.create_channel(
+        channel_id = await notification_channels.create_channel(
             conn,
             keyring,
             tenant_id=tenant_id,
@@ -61,7 +61,7 @@ async def make_patient(
             label="file",
             config={"path": str(alert_file), "stdout": False},
         )
-        await notifications.create_rule(
+        await notification_rules.create_rule(
             conn, tenant_id=tenant_id, channel_id=channel_id, name="all", min_severity=min_severity
         )
     return tenant_id, user_id, connection_id, channel_id

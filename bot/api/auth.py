@@ -19,8 +19,11 @@ from db.api_keys import ApiKey
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_KEY: web.RequestKey[ApiKey] = web.RequestKey("api_key", ApiKey)
-# Paths under /v1 that authenticate another way, or not at all.
+# Paths under /v1 that need no key.
 PUBLIC = frozenset({"/v1/openapi.json"})
+# Paths that take a Standard Webhooks signature instead of a key: a request there with a
+# ``webhook-signature`` header and no Authorization header goes to the handler, which verifies it.
+SIGNED = frozenset({"/v1/ingest"})
 
 
 def unauthorized(message: str) -> ApiError:
@@ -30,6 +33,8 @@ def unauthorized(message: str) -> ApiError:
 @web.middleware
 async def bearer_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v1/") or request.path in PUBLIC:
+        return await handler(request)
+    if request.path in SIGNED and "webhook-signature" in request.headers and "Authorization" not in request.headers:
         return await handler(request)
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
@@ -43,8 +48,11 @@ async def bearer_keys(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def require(request: web.Request, scope: str) -> ApiKey:
-    """The request's key, when it carries ``scope`` (admin implies write implies read); else 403."""
-    key = request[API_KEY]
+    """The request's key, when it carries ``scope`` (admin implies write implies read); else 403
+    (401 on a signed request, which carries no key)."""
+    key: ApiKey | None = request.get(API_KEY)
+    if key is None:
+        raise unauthorized("send an API key as `Authorization: Bearer <key>`")
     if not key.allows(scope):
         raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
     return key

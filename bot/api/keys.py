@@ -8,10 +8,40 @@ from typing import Any
 from aiohttp import web
 
 from bot.api.auth import require
-from bot.api.body import json_body
+from bot.api.body import json_body, storable
 from bot.api.errors import invalid, not_found
+from bot.api.openapi import Routes, Schema, listing
+from bot.api.params import path_id
 from bot.state import pool
 from db import api_keys
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+KEY: Schema = {
+    "type": "object",
+    "required": ["id", "name", "prefix", "scopes", "expires_at", "revoked_at", "last_used_at", "created_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "prefix": {"type": "string"},
+        "scopes": {"type": "array", "items": {"enum": list(api_keys.SCOPES)}},
+        "expires_at": _TIME,
+        "revoked_at": _TIME,
+        "last_used_at": _TIME,
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+NEW_KEY: Schema = {
+    "type": "object",
+    "required": ["scopes"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "scopes": {"type": "array", "minItems": 1, "items": {"enum": list(api_keys.SCOPES)}},
+        "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650},
+    },
+}
+CREATED_KEY: Schema = {
+    "allOf": [KEY, {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}]
+}
 
 
 def _public(row: Any) -> dict[str, Any]:
@@ -31,9 +61,15 @@ async def create_key(request: web.Request) -> web.Response:
     key = require(request, "admin")
     body = await json_body(request)
     name, scopes, days = body.get("name", "api key"), body.get("scopes"), body.get("expires_in_days")
-    if not isinstance(name, str) or not 1 <= len(name) <= 100:
+    if not isinstance(name, str) or not 1 <= len(name) <= 100 or not storable(name):
         raise invalid("name must be a string of 1 to 100 characters", {"field": "name"})
-    if not isinstance(scopes, list) or not scopes or not set(scopes) <= set(api_keys.SCOPES):
+    # Strings first: a list holding a dict is unhashable, and set() of it would be a 500.
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(s, str) for s in scopes)
+        or not set(scopes) <= set(api_keys.SCOPES)
+    ):
         raise invalid(f"scopes must be a non-empty list of {', '.join(api_keys.SCOPES)}", {"field": "scopes"})
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650):
         raise invalid("expires_in_days must be an integer from 1 to 3650", {"field": "expires_in_days"})
@@ -54,17 +90,40 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     key = require(request, "admin")
-    try:
-        key_id = int(request.match_info["key_id"])
-    except ValueError:
-        raise not_found("API key") from None
+    key_id = path_id(request, "key_id", "API key")
     async with pool(request).acquire() as conn:
         if not await api_keys.revoke(conn, key.tenant_id, key_id):
             raise not_found("API key")
     return web.Response(status=204)
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/api-keys", create_key)
-    router.add_get("/v1/api-keys", list_keys)
-    router.add_delete("/v1/api-keys/{key_id}", revoke_key)
+def add_routes(routes: Routes) -> None:
+    tag = "api-keys"
+    routes.add(
+        "POST",
+        "/v1/api-keys",
+        create_key,
+        scope="admin",
+        tag=tag,
+        summary="Create an API key (the key is in this response only)",
+        body=NEW_KEY,
+        responses={201: CREATED_KEY},
+    )
+    routes.add(
+        "GET",
+        "/v1/api-keys",
+        list_keys,
+        scope="admin",
+        tag=tag,
+        summary="The tenant's keys",
+        responses={200: listing(KEY)},
+    )
+    routes.add(
+        "DELETE",
+        "/v1/api-keys/{key_id}",
+        revoke_key,
+        scope="admin",
+        tag=tag,
+        summary="Revoke a key",
+        responses={204: None},
+    )

@@ -11,6 +11,7 @@ because a user's 90 days hold thousands of them and most callers want a few days
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from db.metrics import Reading
+from pipeline.analytics.columns import ReadingColumns
 from pipeline.analytics.series import DailyData, DailySeries
 
 ROLLING = (7, 30)
@@ -105,7 +107,9 @@ class Daily:
         return self.series("high")
 
 
-def local_days(readings: Sequence[Reading], timezone: str) -> npt.NDArray[np.datetime64]:
+def local_days(readings: Sequence[Reading] | ReadingColumns, timezone: str) -> npt.NDArray[np.datetime64]:
+    if isinstance(readings, ReadingColumns):
+        return _local_days(readings.seconds, ZoneInfo(timezone))
     seconds = np.array([r.recorded_at.timestamp() for r in readings], dtype=np.float64)
     return _local_days(seconds, ZoneInfo(timezone))
 
@@ -114,9 +118,16 @@ def _local_days(seconds: npt.NDArray[np.float64], zone: ZoneInfo) -> npt.NDArray
     # Zone offsets change only at whole quarter hours of UTC (tzdata has no finer transition), so
     # one lookup per distinct quarter hour is exact and costs far fewer calls than one per reading.
     quarters, where = np.unique(np.floor(seconds / QUARTER_HOUR), return_inverse=True)
-    offsets = np.array([_offset(datetime.fromtimestamp(q * QUARTER_HOUR, zone)) for q in quarters])
+    offsets = np.array([_quarter_offset(zone, q) for q in quarters.tolist()])
     days: npt.NDArray[np.datetime64] = np.floor((seconds + offsets[where]) / SECONDS_PER_DAY).astype("datetime64[D]")
     return days
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _quarter_offset(zone: ZoneInfo, quarter: float) -> float:
+    # Remembered across calls: a batch's users share their zones and mostly their reading times
+    # (a day's summary lands at the same hour), and a hit costs a sixth of a zone lookup.
+    return _offset(datetime.fromtimestamp(quarter * QUARTER_HOUR, zone))
 
 
 def _offset(moment: datetime) -> float:
@@ -124,32 +135,28 @@ def _offset(moment: datetime) -> float:
     return offset.total_seconds() if offset is not None else 0.0
 
 
-def daily(readings: Sequence[Reading], timezone: str) -> Daily:
+def daily(readings: Sequence[Reading] | ReadingColumns, timezone: str) -> Daily:
     """Aggregate readings into local days; readings may come in any order."""
-    names, metric = np.unique(np.array([r.metric for r in readings], dtype=object), return_inverse=True)
-    seconds = np.array([r.recorded_at.timestamp() for r in readings], dtype=np.float64)
-    values = np.array([r.value for r in readings], dtype=np.float64)
-    days = _local_days(seconds, ZoneInfo(timezone)).astype(np.int64)
+    columns = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(readings)
+    values = columns.values
+    days = _local_days(columns.seconds, ZoneInfo(timezone)).astype(np.int64)
 
-    # One group per (metric, day): sort by that key, then reduce each run.
-    key = metric.astype(np.int64) * 1_000_000 + days
-    order = np.lexsort((values, key))
+    # One group per (metric, day): sort by that key and by value inside it, then reduce each run.
+    key = columns.metric.astype(np.int64) * 1_000_000 + days
+    order = _by_key_then_value(key, values)
     key, values = key[order], values[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     count = np.diff(np.r_[starts, key.size])
     avg = np.add.reduceat(values, starts) / count
     low = values[starts]  # sorted by value inside each group
     high = values[np.r_[starts[1:], key.size] - 1]
-    group_metric = (key[starts] // 1_000_000).astype(np.intp)
-    group_day = key[starts] % 1_000_000
+    group_key = key[starts]
+    group_metric = (group_key // 1_000_000).astype(np.intp)
+    group_day = group_key % 1_000_000
 
-    rolling = {window: np.empty_like(avg) for window in ROLLING}
-    bounds = np.searchsorted(group_metric, np.arange(len(names) + 1))
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        for window, out in rolling.items():
-            out[start:end] = _rolling_mean(group_day[start:end], avg[start:end], window)
+    rolling = _rolling_means(group_key, group_metric, avg, len(columns.names))
     return Daily(
-        tuple(str(n) for n in names),
+        columns.names,
         group_metric,
         group_day.astype("datetime64[D]"),
         avg,
@@ -161,10 +168,44 @@ def daily(readings: Sequence[Reading], timezone: str) -> Daily:
     )
 
 
-def _rolling_mean(days: npt.NDArray[np.int64], values: npt.NDArray[np.float64], window: int) -> npt.NDArray[np.float64]:
-    """Mean of ``values`` over the days in (day − window, day], for each day (days sorted, unique)."""
-    start = np.searchsorted(days, days - window + 1, side="left")
-    cumulative = np.concatenate(([0.0], np.cumsum(values)))
-    end = np.arange(1, len(values) + 1)
-    result: npt.NDArray[np.float64] = (cumulative[end] - cumulative[start]) / (end - start)
-    return result
+def _by_key_then_value(key: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+    """``np.lexsort((values, key))``, cheaply when no key holds more than two readings.
+
+    lexsort took ~0.3 ms for a user's 2,700 readings, a stable argsort of the keys ~0.03 ms.
+    With one or two readings per metric and day (daily summaries), ordering each pair by value
+    finishes the job: the later reading goes first only when its value is smaller, as lexsort's
+    stable order has it.  Values order a group's sum, so this keeps every average's float.
+    """
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    second = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1  # a reading after one of its own group
+    if second.size and (second[1:] == second[:-1] + 1).any():  # a group of three or more
+        found: npt.NDArray[np.intp] = np.lexsort((values, key))
+        return found
+    swap = second[values[order[second]] < values[order[second - 1]]]
+    order[swap - 1], order[swap] = order[swap], order[swap - 1]
+    return order
+
+
+def _rolling_means(
+    key: npt.NDArray[np.int64], metric: npt.NDArray[np.intp], avg: npt.NDArray[np.float64], metrics: int
+) -> dict[int, npt.NDArray[np.float64]]:
+    """Per window, each group's mean of its metric's daily averages over (day − window, day],
+    for every metric at once: a difference of prefix sums over the count of days in between.
+
+    ``key`` is metric·10⁶ + day, sorted and unique.  Each metric's prefix sums come from its own
+    row of a zero-padded matrix, so they are the very floats a cumsum over that metric alone gives.
+    """
+    bounds = np.searchsorted(metric, np.arange(metrics + 1))
+    first = bounds[metric]  # where each group's metric starts
+    position = np.arange(key.size) - first
+    rows = np.zeros((metrics, int(np.diff(bounds).max(initial=0))))
+    rows[metric, position] = avg
+    cumulative = np.concatenate([np.zeros((metrics, 1)), np.cumsum(rows, axis=1)], axis=1)
+    end = position + 1
+    found = {}
+    for window in ROLLING:
+        # Days in (day − window, day] of the same metric: the search never leaves the metric's run.
+        start = np.maximum(np.searchsorted(key, key - window + 1, side="left"), first) - first
+        found[window] = (cumulative[metric, end] - cumulative[metric, start]) / (end - start)
+    return found

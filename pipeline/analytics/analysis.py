@@ -13,21 +13,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from db.metrics import Reading
 from pipeline.analytics import aggregates
 from pipeline.analytics.baseline import baseline_findings
 from pipeline.analytics.cgm import CgmMetrics, GlucoseEvent, cgm_metrics, glucose_events
 from pipeline.analytics.clinical import strongest_findings
+from pipeline.analytics.columns import ReadingColumns
 from pipeline.analytics.correlations import Correlation, correlate_daily
 from pipeline.analytics.findings import Finding
 from pipeline.analytics.scores import Score, compute_scores
-from pipeline.analytics.thresholds import Thresholds
+from pipeline.analytics.series import median_of
+from pipeline.analytics.thresholds import DEFAULT, Thresholds
 
 CORRELATION_DAYS = 90
 CGM_DAYS = 14
 # Running totals: today's value is partial until the day ends.
 PARTIAL_TODAY = ("steps", "active_energy")
+Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,7 @@ class Analysis:
 
 
 def analyse(
-    readings: Sequence[Reading],
+    readings: Sequence[Reading] | ReadingColumns,
     timezone: str,
     *,
     check_from: date | None = None,
@@ -68,19 +72,23 @@ def analyse(
     totals are partial and so never judged against a baseline.  Correlations are all pairs × lags,
     or only those with q ≤ ``max_q``.  None when there are no readings.
 
+    ``readings`` may be ``Reading`` objects or the same readings as ``ReadingColumns`` (what a
+    batch recompute fetches with ``db.metrics.latest_arrays``); the results are the same.
+
     A statistical finding on a metric and day that a clinical rule already flagged is dropped:
     the clinical alert says more, and a care team should not get two pages for one reading.
     """
-    if not readings:
+    columns = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(readings)
+    if not len(columns):
         return None
-    thresholds = thresholds or Thresholds()
-    daily = aggregates.daily(readings, timezone)
+    thresholds = thresholds or DEFAULT
+    daily = aggregates.daily(columns, timezone)
     means = daily.means
     latest = daily.latest
     end = np.datetime64(latest, "D")
 
-    glucose = [r for r in readings if r.metric == "glucose"]
-    cgm = _cgm(glucose) if glucose else None
+    glucose = columns.of("glucose")
+    cgm = _cgm(*glucose) if glucose[0].size else None
     correlations = correlate_daily(
         {m: s for m, s in means.items() if m != "glucose"},
         end - (CORRELATION_DAYS - 1),
@@ -91,7 +99,7 @@ def analyse(
     scores = compute_scores(means, latest, age=age, gri=cgm.gri if cgm and cgm.sufficient else None)
 
     lows, highs = dict(daily.minima), dict(daily.maxima)
-    continuous = _is_cgm(glucose)
+    continuous = _is_cgm(glucose[0])
     if continuous:
         # A CGM is judged by events of 15 minutes or more, never by single readings.
         lows.pop("glucose", None)
@@ -113,28 +121,28 @@ def analyse(
         findings += clinical + statistical
         day += 1
     if continuous:
-        findings += _glucose_findings(glucose, timezone, first, end)
+        findings += _glucose_findings(*glucose, timezone, first, end)
     return Analysis(latest, daily, tuple(correlations), scores, tuple(findings), cgm)
 
 
-def _is_cgm(glucose: Sequence[Reading]) -> bool:
+def _is_cgm(seconds: Floats) -> bool:
     """A trace rather than a meter: several readings with a median spacing of 15 minutes or less."""
-    if len(glucose) < 3:
+    if len(seconds) < 3:
         return False
-    times = np.sort(np.array([r.recorded_at.timestamp() for r in glucose]))
-    return bool(np.median(np.diff(times)) <= 15 * 60)
+    return median_of(np.diff(np.sort(seconds))) <= 15 * 60
 
 
-def _cgm(glucose: Sequence[Reading]) -> CgmMetrics | None:
+def _cgm(seconds: Floats, values: Floats) -> CgmMetrics | None:
     """Metrics over the 14 × 24 hours up to the newest reading: the consensus reporting period."""
-    times, values = _arrays(glucose)
+    times = _whole_seconds(seconds)
     recent = times > times.max() - np.timedelta64(CGM_DAYS, "D")
     return cgm_metrics(times[recent], values[recent])
 
 
-def _arrays(glucose: Sequence[Reading]) -> tuple[np.ndarray, np.ndarray]:
-    times = np.array([int(r.recorded_at.timestamp()) for r in glucose], dtype="datetime64[s]")
-    return times, np.array([r.value for r in glucose], dtype=float)
+def _whole_seconds(seconds: Floats) -> npt.NDArray[np.datetime64]:
+    """Truncated to whole seconds, as int(timestamp) does."""
+    times: npt.NDArray[np.datetime64] = seconds.astype(np.int64).astype("datetime64[s]")
+    return times
 
 
 EVENT_FINDINGS: dict[str, tuple[str, str, str]] = {
@@ -150,10 +158,10 @@ EVENT_ORDER = ("hypo_l2", "hypo_l1", "hyper_l2", "hyper_l1")
 
 
 def _glucose_findings(
-    glucose: Sequence[Reading], timezone: str, start: np.datetime64, end: np.datetime64
+    seconds: Floats, values: Floats, timezone: str, start: np.datetime64, end: np.datetime64
 ) -> list[Finding]:
     """The most severe hypo and the most severe hyper event of each local day in range."""
-    times, values = _arrays(glucose)
+    times = _whole_seconds(seconds)
     zone = ZoneInfo(timezone)
     worst: dict[tuple[str, date], GlucoseEvent] = {}
     for event in glucose_events(times, values):

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.analytics.findings import Finding, as_date
-from pipeline.analytics.series import DailyData, DailySeries, Values
+from pipeline.analytics.series import DailyData, DailySeries, Values, median_of
 from pipeline.vocabulary import UNITS
 
 RULE_VERSION: Final = 1
@@ -103,9 +103,9 @@ def robust_baseline(reference: npt.ArrayLike) -> Baseline:
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise ValueError("a baseline needs at least one finite value")
-    median = float(np.median(values))
+    median = median_of(values)
     deviation = np.abs(values - median)
-    mad = float(np.median(deviation))
+    mad = median_of(deviation)
     if mad > 0:
         return Baseline(median, mad / MAD_Z, int(values.size), fallback=False)
     mean_ad = float(deviation.mean())
@@ -244,7 +244,7 @@ def _sustained(
     reference = _window(rhr, day - (WINDOW_DAYS + 1) * ONE_DAY, WINDOW_DAYS, 1, excluded, WATCHED["resting_heart_rate"])
     if reference.size < MIN_VALID_DAYS:
         return None
-    median = float(np.median(reference))
+    median = median_of(reference)
     rises = np.round(np.array([last_night, tonight]) - median, 6)  # float noise never decides 4.0
     if not (rises >= SHIFT_BPM).all():
         return None

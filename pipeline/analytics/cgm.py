@@ -36,6 +36,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.analytics.series import median_of
+
 Times = npt.NDArray[np.datetime64]
 Glucose = npt.NDArray[np.float64]
 _Offsets = npt.NDArray[np.int64]
@@ -262,7 +264,7 @@ def _prepare(times: Times, mgdl: Glucose, interval_minutes: float | None) -> _Re
         interval = max(1, round(interval_minutes * _US_PER_MINUTE))
     elif t.size > 1:
         # The median ignores sensor gaps and the odd early or late reading.
-        interval = max(1, round(float(np.median(np.diff(offsets)))))
+        interval = max(1, round(median_of(np.diff(offsets).astype(np.float64))))
     else:
         interval = 0
     return _Readings(t, offsets, g, interval)

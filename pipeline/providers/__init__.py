@@ -22,13 +22,25 @@ import os
 from db.env import Env
 from pipeline.errors import PermanentSyncError
 from pipeline.providers.base import Capabilities, Provider, Window
+from pipeline.providers.dexcom import Dexcom
 from pipeline.providers.oura import Oura
 from pipeline.providers.simulator import Simulator
+from pipeline.providers.whoop import Whoop
+from pipeline.providers.withings import Withings
 
 
 def build_providers(env: Env = os.environ) -> dict[str, Provider]:
     """One instance per provider, configured from ``env``.  Raises SettingError."""
-    return {provider.id: provider for provider in (Simulator(), Oura.from_env(env))}
+    return {
+        provider.id: provider
+        for provider in (
+            Simulator(),
+            Oura.from_env(env),
+            Whoop.from_env(env),
+            Dexcom.from_env(env),
+            Withings.from_env(env),
+        )
+    }
 
 
 # Built from an empty mapping: importing this module must not read, or fail on, the environment.

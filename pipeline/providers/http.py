@@ -199,10 +199,13 @@ class RestProvider(Provider):
         found = await self._token_request(form, tokens.get("access_token"), refresh_token)
         return found if found.get("refresh_token") else found | {"refresh_token": refresh_token}
 
-    async def exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:
-        """Tokens for an authorization code from the OAuth callback."""
+    async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str | None = None) -> dict[str, Any]:
+        """Tokens for an authorization code from the OAuth callback; ``code_verifier`` is the
+        flow's RFC 7636 verifier when its authorize URL carried a challenge."""
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-        return await self._token_request(form, code)
+        if code_verifier is not None:
+            form["code_verifier"] = code_verifier
+        return await self._token_request(form, code, code_verifier)
 
     async def _token_request(self, form: dict[str, str], *secrets: str | None) -> dict[str, Any]:
         async with self.session() as http:

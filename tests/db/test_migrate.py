@@ -11,6 +11,7 @@ import pytest
 from db import tenants
 from db.migrate import Migration, MigrationError, available, migrate, pending
 from db.pool import connect
+from db.reseal import SEALED_COLUMNS
 
 TABLES = {
     "tenants",
@@ -31,7 +32,29 @@ TABLES = {
     "notification_channels",
     "notification_rules",
     "notification_logs",
+    "notification_rule_channels",
+    "care_teams",
+    "care_team_members",
+    "care_team_patients",
+    "silences",
     "audit_events",
+    "deployment_keys",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "oauth_states",
+    "ingest_secrets",
+    "connect_links",
+    "chat_workspaces",
+    "chat_identities",
+    "chat_link_tokens",
+    "chat_enrolment_codes",
+    "chat_link_flows",
+    "slack_installations",
+    "slack_oauth_states",
+    "chat_followups",
+    "chat_charts",
+    "admin_sessions",
     "schema_migrations",
 }
 
@@ -167,3 +190,14 @@ async def test_two_alerts_with_the_same_dedupe_key_are_refused(conn: asyncpg.Con
         await conn.execute(insert, user_id, "rhr:p1:2025-06-01")
     await conn.execute(insert, user_id, "rhr:p1:2025-06-02")
     assert await conn.fetchval("SELECT count(*) FROM alerts") == 2
+
+
+async def test_every_sealed_column_is_resealed_by_carebeacon_reseal(conn: asyncpg.Connection) -> None:
+    # A sealed column missing from SEALED_COLUMNS would keep its old key forever, and retiring
+    # that key would make its values unreadable.
+    await migrate(conn)
+    columns = await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND column_name LIKE '%\\_sealed'"
+    )
+    assert {(c["table_name"], c["column_name"]) for c in columns} == set(SEALED_COLUMNS)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from db import connections, notifications, tenants
+from db import connections, notification_channels, tenants
 from db.env import SettingError
 from db.migrate import migrate
 from db.pool import connect
@@ -260,7 +260,7 @@ async def test_the_raw_sealed_columns_do_not_contain_the_plaintext(conn: asyncpg
     connection_id = await connections.upsert(
         conn, keyring, user_id=user_id, provider="oura", tokens={"access_token": "at-plaintext-4242"}
     )
-    channel_id = await notifications.create_channel(
+    channel_id = await notification_channels.create_channel(
         conn, keyring, tenant_id=tenant_id, kind="ntfy", label="team", config={"token": "tk-plaintext-9191"}
     )
 
@@ -301,7 +301,7 @@ async def test_reseal_moves_every_sealed_value_to_the_new_key_in_batches_and_the
     expected_configs: dict[int, dict[str, str]] = {}
     for n in range(3):
         config = {"topic": f"alerts-{n}"}
-        channel_id = await notifications.create_channel(
+        channel_id = await notification_channels.create_channel(
             conn, old, tenant_id=tenant_id, kind="ntfy", label=f"c{n}", config=config
         )
         expected_configs[channel_id] = config
@@ -310,8 +310,12 @@ async def test_reseal_moves_every_sealed_value_to_the_new_key_in_batches_and_the
     counts = await reseal(conn, ring("B", "A"), batch=2)
     again = await reseal(conn, ring("B", "A"), batch=2)
 
-    assert counts == {"connections.tokens_sealed": 5, "notification_channels.config_sealed": 3}
-    assert again == {"connections.tokens_sealed": 0, "notification_channels.config_sealed": 0}
+    # Only these tables hold sealed values here; every other sealed column is walked and empty.
+    assert counts == {f"{t}.{c}": 0 for t, c in SEALED_COLUMNS} | {
+        "connections.tokens_sealed": 5,
+        "notification_channels.config_sealed": 3,
+    }
+    assert again == {f"{t}.{c}": 0 for t, c in SEALED_COLUMNS}
     values = await _sealed_values(conn)
     assert len(values) == 8
     assert all(value.startswith("cb1.B.") for value in values.values())

@@ -14,84 +14,33 @@ answers the Dramatiq worker whether or not the test's loop is running.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import secrets
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
-Doc = dict[str, Any]
+from tests.fakes.server import GRANTS, Doc, OAuthAccount, OAuthServer
+
 MAX_RANGE = timedelta(days=30)
 
 
 @dataclass
-class Fault:
-    """What the next matching request gets instead of its answer."""
+class Account(OAuthAccount):
+    token_prefix: ClassVar[str] = "oura"
 
-    status: int = 503
-    retry_after: str | None = None
-    delay: float = 0.0  # answer normally, but only after this many seconds
-    drop: bool = False  # close the connection without answering
-    body: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    query: dict[str, str]
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Account:
-    name: str
-    access_token: str = field(default_factory=lambda: f"oura-at-{secrets.token_urlsafe(16)}")
-    refresh_token: str = field(default_factory=lambda: f"oura-rt-{secrets.token_urlsafe(16)}")
     documents: dict[str, list[Doc]] = field(default_factory=dict)
     page_size: int = 50
-    revoked: bool = False
-    faults: list[Fault] = field(default_factory=list)
-    token_faults: list[Fault] = field(default_factory=list)
-    requests: list[Received] = field(default_factory=list)
     refreshes: int = 0
 
-    def tokens(self, expires_at: datetime | None = None) -> dict[str, Any]:
-        """The token dict a connection stores; expiring in an hour unless told otherwise."""
-        expires = expires_at or datetime.now(UTC) + timedelta(hours=1)
-        return {
-            "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
-            "expires_at": expires.isoformat(),
-        }
 
-    def fail(self, count: int = 1, *, token: bool = False, **fault: Any) -> None:
-        """The next ``count`` data (or token) requests of this account get ``Fault(**fault)``."""
-        (self.token_faults if token else self.faults).extend(Fault(**fault) for _ in range(count))
+class FakeOura(OAuthServer[Account]):
+    name = "Oura"
 
-    def received(self, collection: str) -> list[Received]:
-        return [r for r in self.requests if r.path.endswith(f"/{collection}")]
-
-
-class FakeOura:
     def __init__(self, client_id: str = "cb-test-client", client_secret: str = "cb-test-secret") -> None:
-        self.client_id, self.client_secret = client_id, client_secret
-        self.accounts: dict[str, Account] = {}
-        self.token_forms: list[dict[str, str]] = []
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    def add_account(self, name: str = "", documents: dict[str, list[Doc]] | None = None, **kw: Any) -> Account:
-        account = Account(name or secrets.token_hex(4), documents=documents or {}, **kw)
-        self.accounts[account.name] = account
-        return account
+        super().__init__(Account, client_id, client_secret)
 
     def env(self) -> dict[str, str]:
         """What a worker needs to use this server as Oura."""
@@ -102,62 +51,17 @@ class FakeOura:
             "OURA_CLIENT_SECRET": self.client_secret,
         }
 
-    # -- serving ----------------------------------------------------------------------------
-
-    def start(self) -> FakeOura:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-oura", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Oura server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None or self._thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        self._loop = loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2/usercollection/{collection}", self._collection)
         app.router.add_post("/oauth/token", self._token)
-        # A short shutdown: a deliberately slow answer must not hold the suite's teardown.
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        ready.set()
-        loop.run_forever()
-        # A handler still sleeping through a slow-answer fault: end it rather than abandon it.
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-
-    # -- handlers ---------------------------------------------------------------------------
-
-    def _accounts(self) -> list[Account]:
-        # A snapshot: tests add accounts from their own thread while this one serves.
-        return list(self.accounts.values())
 
     async def _collection(self, request: web.Request) -> web.StreamResponse:
-        auth = request.headers.get("Authorization", "")
-        account = next((a for a in self._accounts() if auth == f"Bearer {a.access_token}"), None)
+        account = self.bearer(request)
         if account is None:
             return _problem(401, "Unauthorized", "Invalid access token")
-        account.requests.append(Received(request.path, dict(request.query)))
-        if account.faults:
-            early = await _apply(account.faults.pop(0), request)
-            if early is not None:
-                return early
+        account.record(request)
+        if (early := await account.play(request)) is not None:
+            return early
         collection = request.match_info["collection"]
         try:
             docs = _select(collection, account.documents.get(collection, []), request.query)
@@ -170,29 +74,18 @@ class FakeOura:
         return web.json_response({"data": page, "next_token": next_token})
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        self.token_forms.append(form)
-        client_id, secret = form.get("client_id"), form.get("client_secret")
-        if "Authorization" in request.headers:
-            basic = BasicAuth.decode(request.headers["Authorization"])
-            client_id, secret = basic.login, basic.password
-        if (client_id, secret) != (self.client_id, self.client_secret):
+        form = await self.token_form(request)
+        if not self.client_matches(form, request):  # in the form or by HTTP Basic
             return _oauth_error(401, "invalid_client", "Client authentication failed")
-        if form.get("grant_type") == "refresh_token":
-            account = next((a for a in self._accounts() if a.refresh_token == form.get("refresh_token")), None)
-        elif form.get("grant_type") == "authorization_code":
-            account = self.accounts.get(form.get("code", ""))
-        else:
+        if form.get("grant_type") not in GRANTS:
             return _oauth_error(400, "unsupported_grant_type", "Unsupported grant type")
-        if account is not None and account.token_faults:
-            early = await _apply(account.token_faults.pop(0), request)
-            if early is not None:
-                return early
+        account = self.granted(form)
+        if account is not None and (early := await account.play(request, token=True)) is not None:
+            return early
         if account is None or account.revoked:
             return _oauth_error(400, "invalid_grant", "Token already used or revoked")
         account.refreshes += form["grant_type"] == "refresh_token"
-        account.access_token = f"oura-at-{secrets.token_urlsafe(16)}"
-        account.refresh_token = f"oura-rt-{secrets.token_urlsafe(16)}"
+        account.rotate()
         return web.json_response(
             {
                 "token_type": "bearer",
@@ -201,20 +94,6 @@ class FakeOura:
                 "refresh_token": account.refresh_token,
             }
         )
-
-
-async def _apply(fault: Fault, request: web.Request) -> web.StreamResponse | None:
-    """Play ``fault``; returns the response to send, or None to answer normally (after a delay)."""
-    if fault.delay:
-        await asyncio.sleep(fault.delay)
-        return None
-    if fault.drop:
-        assert request.transport is not None
-        request.transport.close()
-        return web.Response()  # never reaches the client
-    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-    body = fault.body or {"status": fault.status, "title": "Error", "detail": f"fake fault {fault.status}"}
-    return web.json_response(body, status=fault.status, headers=headers)
 
 
 def _select(collection: str, docs: list[Doc], query: Any) -> list[Doc]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
@@ -45,3 +46,22 @@ async def clinic(pool: asyncpg.Pool, request: pytest.FixtureRequest) -> Tenant:
 @pytest.fixture
 async def other(pool: asyncpg.Pool, request: pytest.FixtureRequest) -> Tenant:
     return await make_tenant(pool, f"clinic-{request.node.name[-20:].lower().replace('_', '-')}-b")
+
+
+async def make_user(api: TestClient, tenant: Tenant, external_id: str = "p-1", timezone: str = "UTC") -> int:
+    response = await api.post(
+        "/v1/users",
+        json={"external_id": external_id, "display_name": f"Patient {external_id}", "timezone": timezone},
+        headers=tenant.auth("write"),
+    )
+    assert response.status == 201, await response.text()
+    user_id: int = (await response.json())["id"]
+    return user_id
+
+
+async def error_of(response: Any) -> dict[str, Any]:
+    """The JSON error body of a 4xx, checked for the house shape."""
+    assert response.content_type == "application/json"
+    error: dict[str, Any] = (await response.json())["error"]
+    assert set(error) == {"code", "message", "details"} and error["message"]
+    return error

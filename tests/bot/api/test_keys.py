@@ -87,3 +87,17 @@ async def test_bad_bodies_get_a_clear_4xx(api: TestClient, clinic: Tenant) -> No
         assert response.status == status, kwargs
         if code:
             assert (await response.json())["error"]["code"] == code
+
+
+async def test_text_postgres_cannot_store_is_a_422_naming_where_it_is_anywhere_in_the_body(
+    api: TestClient, clinic: Tenant
+) -> None:
+    for raw, field in (
+        (b'{"scopes": ["read"], "name": "ok", "note": {"deep": ["a\\u0000b"]}}', "note.deep[0]"),
+        (b'{"scopes": ["read"], "name": "\\ud800"}', "name"),
+    ):
+        response = await api.post(
+            "/v1/api-keys", data=raw, headers=clinic.auth() | {"Content-Type": "application/json"}
+        )
+        assert response.status == 422
+        assert (await response.json())["error"]["details"] == {"field": field}

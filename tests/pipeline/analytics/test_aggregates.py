@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from db.metrics import Reading
-from pipeline.analytics.aggregates import daily, local_days
+from pipeline.analytics.aggregates import _by_key_then_value, daily, local_days
+from pipeline.analytics.columns import ReadingColumns
 
 
 def reading(metric: str, when: str, value: float) -> Reading:
@@ -68,3 +69,61 @@ def test_local_days_match_converting_each_reading_across_daylight_saving_changes
 
     expected = np.array([m.astimezone(ZoneInfo(zone)).date() for m in moments], dtype="datetime64[D]")
     assert (local_days(readings, zone) == expected).all()
+
+
+# --- Every metric at once: the same floats as one metric at a time ---
+
+
+def rolling_mean(days: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
+    """The definition, for one metric's days (sorted, unique): the mean over (day − window, day]."""
+    start = np.searchsorted(days, days - window + 1, side="left")
+    cumulative = np.concatenate(([0.0], np.cumsum(values)))
+    end = np.arange(1, len(values) + 1)
+    result: np.ndarray = (cumulative[end] - cumulative[start]) / (end - start)
+    return result
+
+
+def random_readings(rng: np.random.Generator) -> list[Reading]:
+    """Up to 12 metrics over ~120 days with gaps; some days hold several readings, some values repeat."""
+    start = datetime(2026, 7, 1, tzinfo=UTC).timestamp()
+    found = []
+    for m in range(int(rng.integers(1, 13))):
+        count = int(rng.integers(1, 300))
+        moments = start + rng.uniform(0, 120 * 86_400, count)
+        values = np.round(rng.normal(0 if m % 3 == 0 else 60, 5, count), int(rng.integers(0, 3)))
+        found += [
+            Reading(f"metric_{m}", datetime.fromtimestamp(t, UTC), float(v), "x")
+            for t, v in zip(moments, values, strict=True)
+        ]
+    rng.shuffle(found)
+    return found
+
+
+def test_rolling_averages_equal_the_one_metric_definition() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        found = daily(random_readings(rng), "UTC")
+        for name, series in found.means.items():
+            rows = found.metric == found.metrics.index(name)
+            days = series.days.astype(np.int64)
+            assert found.avg_7d[rows].tolist() == rolling_mean(days, series.values, 7).tolist()
+            assert found.avg_30d[rows].tolist() == rolling_mean(days, series.values, 30).tolist()
+
+
+def test_ordering_by_key_then_value_is_lexsort() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(5_000):
+        size = int(rng.integers(1, 200))
+        key = rng.integers(0, int(rng.integers(1, 400)), size).astype(np.int64)
+        values = rng.choice([-0.0, 0.0, 1.0, 1.5, -3.0], size) if trial % 2 else rng.normal(size=size)
+        assert _by_key_then_value(key, values).tolist() == np.lexsort((values, key)).tolist()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/Santiago", "Asia/Kolkata"])
+def test_columns_and_readings_give_the_same_aggregates(zone: str) -> None:
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        readings = random_readings(rng)
+        by_rows, by_columns = daily(readings, zone), daily(ReadingColumns.from_readings(readings), zone)
+        assert by_rows.stats == by_columns.stats
+        assert by_rows.avg.tolist() == by_columns.avg.tolist()

@@ -296,3 +296,34 @@ def test_max_q_keeps_only_the_significant_rows_with_q_values_adjusted_over_all_o
 
     assert kept == [c for c in every if c.q <= 0.05]
     assert ("m0", "m1", 0) in {(c.a, c.b, c.lag_days) for c in kept}
+
+
+def random_matrix(rng: np.random.Generator) -> np.ndarray:
+    """Metrics sharing a few hidden factors, with gaps, ties, a constant and a duplicated column."""
+    days, metrics = int(rng.choice([20, 40, 90, 120])), int(rng.integers(2, 31))
+    strength = float(rng.choice([0.0, 0.3, 1.0, 3.0]))
+    matrix: np.ndarray = rng.normal(size=(days, 3)) @ (rng.normal(size=(3, metrics)) * strength)
+    matrix += rng.normal(size=(days, metrics))
+    if rng.random() < 0.5:
+        matrix = np.round(matrix, int(rng.integers(0, 2)))
+    if rng.random() < 0.5:
+        matrix[rng.random(matrix.shape) < rng.uniform(0, 0.4)] = np.nan
+    if rng.random() < 0.2:
+        matrix[:, 0] = 5.0
+    if metrics > 2 and rng.random() < 0.3:
+        # A copy, or nearly one: p of 0, or so small that a float barely holds it.
+        matrix[:, 1] = matrix[:, 2] + rng.choice([0.0, 1e-6, 1e-3]) * rng.normal(size=days)
+    return matrix
+
+
+@pytest.mark.parametrize("max_q", [0.0, 1e-300, 1e-12, 1e-6, 0.01, 0.05, 0.2, 0.49])
+def test_max_q_gives_the_rows_and_floats_of_the_full_computation(max_q: float) -> None:
+    # With max_q, only tests that can reach q ≤ max_q get an exact p-value: the same floats.
+    rng = np.random.default_rng(int(max_q * 100) + len(str(max_q)))
+    for _ in range(60):
+        matrix = random_matrix(rng)
+        names = [f"m{i}" for i in range(matrix.shape[1])]
+        min_pairs = int(rng.choice([4, 14]))
+        every = correlate(names, matrix, min_pairs=min_pairs)
+        kept = correlate(names, matrix, min_pairs=min_pairs, max_q=max_q)
+        assert repr(kept) == repr([c for c in every if c.q <= max_q])

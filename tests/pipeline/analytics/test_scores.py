@@ -416,3 +416,97 @@ def test_cardio_from_readings_uses_the_users_time_zone_and_blood_pressure() -> N
 
 def test_cardio_from_readings_without_cardio_metrics_is_none() -> None:
     assert scores.cardio([reading("heart_rate", "2026-11-21T07:00", 70)], "UTC") is None
+
+
+# --- Many nights at once: the arrays give the scalar definition's floats ---
+
+ANCHORS: dict[str, list[float]] = {
+    "duration": [0, 240, 420, 480, 540, 600, 780, 900],
+    "efficiency": [0, 65, 77.5, 90, 100],
+    "latency": [0, 20, 40, 60, 90],
+    "waso": [0, 20, 55, 90, 120],
+    "rem": [0, 65, 90, 150],
+    "deep": [0, 50, 70, 120],
+}
+HIGH = {"duration": 900, "efficiency": 100, "latency": 90, "waso": 120, "rem": 200, "deep": 200}
+
+
+def random_nights(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
+    """Each part uniform, or on one of its formula's anchors, or missing (NaN; never the duration)."""
+    nights = {}
+    for part, anchors in ANCHORS.items():
+        values = np.where(rng.random(count) < 0.3, rng.choice(anchors, count), rng.uniform(0, HIGH[part], count))
+        values = np.round(values, int(rng.integers(0, 3)))
+        if part != "duration":
+            values[rng.random(count) < 0.3] = np.nan
+        nights[part] = values
+    return nights
+
+
+def scalar_scores(nights: dict[str, np.ndarray], age: int | None) -> list[float]:
+    def part(name: str, i: int) -> float | None:
+        value = float(nights[name][i])
+        return None if math.isnan(value) else value
+
+    parts = ("efficiency", "latency", "waso", "rem", "deep")
+    return [
+        sleep_score(SleepNight(float(nights["duration"][i]), *(part(p, i) for p in parts)), age).value
+        for i in range(len(nights["duration"]))
+    ]
+
+
+@pytest.mark.parametrize("age", [None, 30, 64, 65, 80])
+def test_sleep_scores_on_arrays_equal_sleep_score_night_by_night(age: int | None) -> None:
+    rng = np.random.default_rng(age or 1)
+    for _ in range(20):
+        nights = random_nights(rng, 500)
+        duration, efficiency, latency, waso, rem, deep = (nights[part] for part in ANCHORS)
+        arrays = scores.sleep_scores(duration, efficiency, latency, waso, rem, deep, age)
+        assert arrays.tolist() == scalar_scores(nights, age)  # equal floats, not approximately
+
+
+def test_sleep_scores_refuse_what_a_night_refuses() -> None:
+    ok, missing = np.array([420.0]), np.array([np.nan])
+    with pytest.raises(ValueError, match="rem_min must be a finite number"):
+        scores.sleep_scores(ok, missing, missing, missing, np.array([-1.0]), missing)
+    with pytest.raises(ValueError, match="duration_min must be a finite number"):
+        scores.sleep_scores(missing, missing, missing, missing, missing, missing)
+
+
+def nightly_data(rng: np.random.Generator, days: int = 90) -> DailyData:
+    """The sleep metrics on random days of the ``days`` before DAY, each with its own gaps."""
+    nights = random_nights(rng, days)
+    metrics = {
+        "sleep_duration": "duration",
+        "sleep_efficiency": "efficiency",
+        "sleep_latency": "latency",
+        "sleep_waso": "waso",
+        "sleep_rem": "rem",
+        "sleep_deep": "deep",
+    }
+    dates = [DAY - timedelta(days=days - i) for i in range(days)]
+    data: dict[str, DailySeries] = {}
+    for metric, part in metrics.items():
+        keep = ~np.isnan(nights[part]) & (rng.random(days) < 0.9)
+        pairs = zip(dates, nights[part], keep, strict=True)
+        data[metric] = DailySeries.of({d.isoformat(): float(v) for d, v, k in pairs if k})
+    return data
+
+
+def test_nightly_scores_equal_one_sleep_score_per_night_with_a_duration() -> None:
+    rng = np.random.default_rng(7)
+    for age in (None, 70):
+        for _ in range(50):
+            data = nightly_data(rng)
+            days = np.arange(np.datetime64(DAY - timedelta(days=95)), np.datetime64(DAY))
+            nights = [scores.sleep._night(data, d) for d in days.tolist()]
+            expected = [sleep_score(n, age).value for n in nights if n is not None]
+            assert scores.nightly_scores(data, days, age).tolist() == expected
+
+
+def test_nightly_scores_refuse_a_bad_night_as_the_scalar_path_does() -> None:
+    data = dict(nightly_data(np.random.default_rng(3)))
+    duration = data["sleep_duration"]
+    data["sleep_rem"] = DailySeries(duration.days, np.where(np.arange(len(duration)) == 5, -3.0, 60.0))
+    with pytest.raises(ValueError, match="rem_min must be a finite number"):
+        scores.nightly_scores(data, duration.days)

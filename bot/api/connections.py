@@ -1,0 +1,182 @@
+"""A user's wearable connections: list (never tokens), connect, disconnect.
+
+``POST`` with ``{"provider": "simulator", "scenario": …}`` connects the simulator at once and
+starts the initial sync; with an OAuth provider (``{"provider": "oura"}``) it returns the URL to
+send the user to, carrying a state bound to this user that expires in 15 minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from bot.api.auth import require
+from bot.api.body import json_body, string_field, unknown_fields
+from bot.api.context import keyring, public_url
+from bot.api.errors import ApiError, invalid, not_found
+from bot.api.openapi import Routes, Schema, listing
+from bot.api.params import iso, path_id
+from bot.api.users import owned
+from bot.state import pool
+from db import connections, events, ingest, oauth_states
+from pipeline import triggers
+from pipeline.providers import PROVIDERS
+from pipeline.providers.simulator import SCENARIOS, issue_tokens
+
+DISCONNECTED = "connection.disconnected"
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+CONNECTION: Schema = {
+    "type": "object",
+    "required": ["id", "user_id", "provider", "status", "status_reason", "settings", "last_synced_at", "created_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "user_id": {"type": "integer"},
+        "provider": {"type": "string"},
+        "status": {"enum": ["active", "inactive", "revoked", "error"]},
+        "status_reason": {"type": ["string", "null"]},
+        "settings": {"type": "object"},
+        "last_synced_at": _TIME,
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+NEW_CONNECTION: Schema = {
+    "type": "object",
+    "required": ["provider"],
+    "properties": {
+        "provider": {"type": "string", "description": "simulator, or an OAuth provider such as oura"},
+        "scenario": {"enum": sorted(SCENARIOS), "description": "Simulator only: an injected condition."},
+    },
+}
+CONNECTED: Schema = {
+    "type": "object",
+    "required": ["connection", "sync_run_id"],
+    "properties": {"connection": CONNECTION, "sync_run_id": {"type": "integer"}},
+}
+AUTHORIZE: Schema = {
+    "type": "object",
+    "required": ["authorize_url", "expires_at"],
+    "properties": {"authorize_url": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}},
+}
+_SELECT = "SELECT id, user_id, provider, status, status_reason, settings, last_synced_at, created_at FROM connections"
+
+
+def public(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "provider": row["provider"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "settings": row["settings"],
+        "last_synced_at": iso(row["last_synced_at"]),
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    key = require(request, "read")
+    user_id = path_id(request, "user_id", "user")
+    async with pool(request).acquire() as conn:
+        await owned(conn, key.tenant_id, user_id)
+        rows = await conn.fetch(_SELECT + " WHERE user_id = $1 ORDER BY id", user_id)
+    return web.json_response({"data": [public(r) for r in rows]})
+
+
+async def create_connection(request: web.Request) -> web.Response:
+    key = require(request, "write")
+    user_id = path_id(request, "user_id", "user")
+    body = await json_body(request)
+    unknown_fields(body, {"provider", "scenario"})
+    provider_id = string_field(body, "provider", required=True)
+    scenario = body.get("scenario")
+    async with pool(request).acquire() as conn:
+        await owned(conn, key.tenant_id, user_id)
+    provider = PROVIDERS.get(provider_id or "")
+    if provider is None or provider_id == ingest.PROVIDER:
+        known = ", ".join(sorted(PROVIDERS))
+        raise invalid(f"unknown provider; this server connects {known}", {"field": "provider"})
+    if scenario is not None and (provider_id != "simulator" or scenario not in SCENARIOS):
+        raise invalid(f"scenario is for the simulator: one of {', '.join(sorted(SCENARIOS))}", {"field": "scenario"})
+    if provider_id == "simulator":
+        return await _connect_simulator(request, user_id, scenario)
+    authorize_url = getattr(provider, "authorize_url", None)
+    if authorize_url is None:
+        raise invalid(f"{provider_id} cannot be connected through the API", {"field": "provider"})
+    if not provider.available:
+        raise ApiError(409, "provider_unavailable", f"{provider_id} is not configured on this server")
+    redirect_uri = f"{public_url(request)}/oauth/{provider_id}/callback"
+    async with pool(request).acquire() as conn:
+        state, expires_at = await oauth_states.create(conn, user_id, provider.id, redirect_uri)
+    return web.json_response(
+        {"authorize_url": authorize_url(redirect_uri, state), "expires_at": expires_at.isoformat()}
+    )
+
+
+async def _connect_simulator(request: web.Request, user_id: int, scenario: str | None) -> web.Response:
+    settings: dict[str, Any] = {"seed": f"user-{user_id}"} | ({"scenarios": [scenario]} if scenario else {})
+    async with pool(request).acquire() as conn:
+        connection_id = await connections.upsert(
+            conn, keyring(request), user_id=user_id, provider="simulator", tokens=issue_tokens(), settings=settings
+        )
+    run_id = await triggers.request_sync(pool(request), connection_id, "initial")
+    async with pool(request).acquire() as conn:
+        row = await conn.fetchrow(_SELECT + " WHERE id = $1", connection_id)
+    return web.json_response({"connection": public(row), "sync_run_id": run_id}, status=201)
+
+
+async def delete_connection(request: web.Request) -> web.Response:
+    """Revoke: status 'revoked', tokens wiped, a connection.disconnected event; idempotent."""
+    key = require(request, "write")
+    user_id = path_id(request, "user_id", "user")
+    connection_id = path_id(request, "connection_id", "connection")
+    async with pool(request).acquire() as conn, conn.transaction():
+        await owned(conn, key.tenant_id, user_id)
+        row = await conn.fetchrow(
+            "SELECT provider, status FROM connections WHERE id = $1 AND user_id = $2 FOR UPDATE", connection_id, user_id
+        )
+        if row is None:
+            raise not_found("connection")
+        if row["status"] != "revoked":
+            await conn.execute(
+                "UPDATE connections SET status = 'revoked', status_reason = 'disconnected through the API',"
+                " tokens_sealed = NULL, updated_at = now() WHERE id = $1",
+                connection_id,
+            )
+            data = {"connection_id": connection_id, "user_id": user_id, "provider": row["provider"]}
+            await events.publish(conn, key.tenant_id, DISCONNECTED, data)
+    return web.Response(status=204)
+
+
+def add_routes(routes: Routes) -> None:
+    tag, base = "connections", "/v1/users/{user_id}/connections"
+    routes.add(
+        "GET",
+        base,
+        list_connections,
+        scope="read",
+        tag=tag,
+        summary="The user's connections",
+        responses={200: listing(CONNECTION)},
+    )
+    routes.add(
+        "POST",
+        base,
+        create_connection,
+        scope="write",
+        tag=tag,
+        summary="Connect the simulator (201, initial sync started) or start an OAuth flow (200)",
+        body=NEW_CONNECTION,
+        responses={200: AUTHORIZE, 201: CONNECTED},
+        errors=(409,),
+    )
+    routes.add(
+        "DELETE",
+        base + "/{connection_id}",
+        delete_connection,
+        scope="write",
+        tag=tag,
+        summary="Disconnect: revoke, wipe the tokens, emit connection.disconnected",
+        responses={204: None},
+    )

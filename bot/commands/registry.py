@@ -1,0 +1,131 @@
+"""Command definitions and the dispatcher: resolve, authorise, run, audit.
+
+Every command is one ``CommandDef``; ``/help`` and Discord's command registration are built
+from the same definitions, so what a user is told matches what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import asyncpg
+
+from bot.commands.base import ChatIdentity, CommandContext, CommandError, Invocation, Reply, UsageError
+from db import audit, chat
+from db.sealing import Keyring
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CommandContext], Awaitable[Reply]]
+
+
+class Access(StrEnum):
+    """Who may run a command.  The finer check (whose data) is the handler's, on every call."""
+
+    ANYONE = "anyone"  # linked or not: /help, /connect
+    LINKED = "linked"  # a chat identity linked to a user of the workspace's tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One argument, in order.  ``choices`` makes it an enum (a Discord choice list)."""
+
+    name: str
+    description: str
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    rest: bool = False  # takes the remaining words (free text, ``key=value`` lists)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDef:
+    name: str
+    summary: str  # ≤ 100 characters: Discord's limit for a description
+    params: tuple[Param, ...]
+    access: Access
+    handler: Handler
+    examples: tuple[str, ...] = ()
+
+    @property
+    def usage(self) -> str:
+        parts = [f"/{self.name}"]
+        for p in self.params:
+            shown = "|".join(p.choices) if p.choices else p.name
+            shown = f"{shown}…" if p.rest else shown
+            parts.append(f"<{shown}>" if p.required else f"[{shown}]")
+        return " ".join(parts)
+
+
+async def resolve(
+    pool: asyncpg.Pool,
+    identity: ChatIdentity,
+    command: str,
+    args: tuple[str, ...],
+    *,
+    response_url: str | None = None,
+    channel_id: str | None = None,
+    request_id: str = "",
+) -> Invocation:
+    """An Invocation with the workspace's tenant and the identity's link looked up now (never
+    cached: a revoked link stops working at once).  A link made in another tenant counts as none."""
+    async with pool.acquire() as conn:
+        tenant_id = await chat.workspace_tenant(conn, identity.platform, identity.workspace_id)
+        linked = await chat.linked_user(conn, identity.platform, identity.workspace_id, identity.user_id)
+    user_id = linked.user_id if linked is not None and linked.tenant_id == tenant_id else None
+    return Invocation(command, args, identity, tenant_id, user_id, response_url, channel_id, request_id)
+
+
+async def dispatch(
+    commands: dict[str, CommandDef], invocation: Invocation, pool: asyncpg.Pool, keyring: Keyring, public_url: str
+) -> Reply:
+    """Run the invocation's command and return its reply; never raises for a user's mistake.
+
+    Refusals (unknown command, unbound workspace, unlinked identity, a denied subject) come
+    back as ephemeral replies, and denials are audited."""
+    found = commands.get(invocation.command)
+    if found is None:
+        return Reply("Unknown command", (f"There is no /{invocation.command}. Try /help.",))
+    if invocation.tenant_id is None:
+        return Reply(
+            "This workspace is not set up",
+            ("This Slack workspace or Discord server is not connected to a CareBeacon organisation."
+             " Ask your CareBeacon administrator to bind it.",),
+        )  # fmt: skip
+    ctx = CommandContext(invocation, pool, keyring, public_url)
+    if found.access is Access.LINKED and invocation.user_id is None:
+        await _audit_denied(ctx, "not linked")
+        return Reply(
+            "Link your account first",
+            (f"/{found.name} needs a linked CareBeacon account. Type /connect to get a one-time link.",),
+        )
+    if len([p for p in found.params if p.required]) > len(invocation.args):
+        return usage(found, "Missing argument.")
+    try:
+        return await found.handler(ctx)
+    except UsageError as exc:
+        return usage(found, exc.message)
+    except CommandError as exc:
+        if exc.audit_as is not None:
+            await _audit_denied(ctx, exc.message, action=exc.audit_as)
+        return Reply("Not allowed" if exc.audit_as else "Could not do that", (exc.message,))
+
+
+def usage(command: CommandDef, problem: str) -> Reply:
+    return Reply(f"/{command.name}: {problem}", (f"Usage: {command.usage}", *command.examples[:2]))
+
+
+async def _audit_denied(ctx: CommandContext, reason: str, action: str = "chat.denied") -> None:
+    inv = ctx.invocation
+    async with ctx.pool.acquire() as conn:
+        await audit.record(
+            conn, tenant_id=inv.tenant_id, actor=actor(inv), action=action, subject_type="chat_command",
+            subject_id=None, details={"command": inv.command, "reason": reason, "chat_identity": inv.identity.label},
+        )  # fmt: skip
+
+
+def actor(inv: Invocation) -> str:
+    """The audit actor: the CareBeacon user when linked, else the bare chat identity."""
+    return f"user:{inv.user_id}" if inv.user_id is not None else inv.identity.label

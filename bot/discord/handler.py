@@ -1,0 +1,144 @@
+"""What the front end does with an interaction, whichever transport brought it.
+
+``handle`` returns the *initial response* (at once for commands: no database work before
+the ack) and, when there is more to do, the coroutine that does it afterwards.  The HTTP
+endpoint answers the POST with the initial response; the gateway POSTs it to the callback
+endpoint.  Either then runs the rest with ``spawn``:
+
+* APPLICATION_COMMAND: deferred (type 5, ephemeral), then resolve → run through the command
+  core and PATCH the reply over ``@original`` through the interaction webhook.  A reply that
+  is not ephemeral goes as a public follow-up instead (a deferral's visibility is fixed).
+* MESSAGE_COMPONENT (alert buttons): the click is authorised and applied by the core's ``act``
+  and answered inline: UPDATE_MESSAGE (type 7) with the redrawn card, or an ephemeral refusal.
+  Should that take longer than ``BUTTON_BUDGET`` it is answered DEFERRED_UPDATE_MESSAGE (6)
+  and the card is PATCHed when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import asyncpg
+
+from bot import commands
+from bot.commands import ActionOutcome, Button, ChatIdentity, Reply
+from bot.discord import render
+from bot.discord.interaction import EPHEMERAL, Callback, Incoming, Type
+from bot.discord.rest import DiscordApiError, DiscordRest
+from db.sealing import Keyring
+
+log = logging.getLogger(__name__)
+Json = dict[str, Any]
+Later = Coroutine[Any, Any, None]
+BUTTON_BUDGET = 2.0  # seconds of the 3 Discord allows, leaving room for the network
+FAILED = Reply("Something went wrong", ("It has been logged. Please try again later.",))
+
+
+class Interactions:
+    def __init__(self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, rest: DiscordRest) -> None:
+        self.pool, self.keyring, self.public_url, self.rest = pool, keyring, public_url, rest
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, incoming: Incoming) -> tuple[Json, Later | None]:
+        """The initial response, and the work that follows it (None: nothing follows)."""
+        if incoming.type == Type.PING:
+            return {"type": Callback.PONG}, None
+        if incoming.type == Type.APPLICATION_COMMAND:
+            deferred = {"type": Callback.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": {"flags": EPHEMERAL}}
+            return deferred, self._command(incoming)
+        if incoming.type == Type.MESSAGE_COMPONENT:
+            return await self._component(incoming)
+        if incoming.type == Type.AUTOCOMPLETE:
+            return {"type": 8, "data": {"choices": []}}, None
+        unsupported = render.message(Reply("Not supported", ("CareBeacon does not handle that here.",)))
+        return {"type": Callback.CHANNEL_MESSAGE_WITH_SOURCE, "data": unsupported.payload}, None
+
+    def spawn(self, later: Later) -> None:
+        """Run ``later`` in the background, keeping a reference until it ends (as Bolt's lazy
+        listeners do: lost if the process dies; /sync's durable part is a Dramatiq job)."""
+        task = asyncio.ensure_future(later)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background work (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def args(self, incoming: Incoming) -> tuple[str, ...]:
+        """The options in the order the command declares them; a ``rest`` one split into words."""
+        found = commands.COMMANDS.get(incoming.command)
+        given = incoming.options()
+        words: list[str] = []
+        for param in found.params if found else ():
+            value = given.get(param.name)
+            if value is None or not value.strip():
+                continue
+            words += commands.split_text(value) if param.rest else [value.strip()]
+        return tuple(words)
+
+    def identity(self, incoming: Incoming) -> ChatIdentity:
+        return ChatIdentity("discord", incoming.guild_id, incoming.user_id)
+
+    async def _command(self, incoming: Incoming) -> None:
+        try:
+            inv = await commands.resolve(
+                self.pool, self.identity(incoming), incoming.command, self.args(incoming),
+                response_url=self.rest.webhook_url(incoming.token), channel_id=incoming.channel_id,
+                request_id=incoming.id,
+            )  # fmt: skip
+            reply = await commands.run(inv, self.pool, self.keyring, self.public_url)
+        except Exception:
+            # The ack went out already: say something rather than leave "thinking…" forever.
+            log.exception("discord /%s failed (interaction %s)", incoming.command, incoming.id)
+            reply = FAILED
+        try:
+            if reply.ephemeral:
+                await self.rest.edit_original(incoming.token, render.message(reply, ephemeral=True))
+            else:
+                await self.rest.followup(incoming.token, render.message(reply, ephemeral=False))
+                note = Reply("Posted", ("The answer is in the channel.",))
+                await self.rest.edit_original(incoming.token, render.message(note, ephemeral=True))
+        except DiscordApiError as exc:
+            log.warning("discord /%s reply not delivered (interaction %s): %s", incoming.command, incoming.id, exc)
+
+    async def _component(self, incoming: Incoming) -> tuple[Json, Later | None]:
+        parsed = Button.parse(incoming.custom_id)
+        if parsed is None:
+            return {"type": Callback.DEFERRED_UPDATE_MESSAGE}, None  # not ours (or tampered): nothing
+        clicked = asyncio.ensure_future(self._act(incoming, *parsed))
+        done, _ = await asyncio.wait({clicked}, timeout=BUTTON_BUDGET)
+        if done:
+            return _answer(clicked.result()), None
+        return {"type": Callback.DEFERRED_UPDATE_MESSAGE}, self._late(incoming, clicked)
+
+    async def _act(self, incoming: Incoming, action: commands.Action, alert_id: int) -> ActionOutcome:
+        try:
+            inv = await commands.resolve(self.pool, self.identity(incoming), "button", (),
+                                         channel_id=incoming.channel_id, request_id=incoming.id)  # fmt: skip
+            return await commands.act(self.pool, inv, action, alert_id)
+        except Exception:
+            log.exception("discord button %s failed (interaction %s)", incoming.custom_id, incoming.id)
+            return ActionOutcome(None, FAILED)
+
+    async def _late(self, incoming: Incoming, clicked: asyncio.Future[ActionOutcome]) -> None:
+        outcome = await clicked
+        try:
+            if outcome.card is not None:
+                await self.rest.edit_original(incoming.token, render.message(outcome.card, ephemeral=False))
+            if outcome.notice is not None:
+                await self.rest.followup(incoming.token, render.message(outcome.notice, ephemeral=True))
+        except DiscordApiError as exc:
+            log.warning("discord button answer not delivered (interaction %s): %s", incoming.id, exc)
+
+
+def _answer(outcome: ActionOutcome) -> Json:
+    if outcome.card is not None:
+        return {"type": Callback.UPDATE_MESSAGE, "data": render.message(outcome.card, ephemeral=False).payload}
+    if outcome.notice is not None:
+        notice = render.message(outcome.notice, ephemeral=True).payload
+        return {"type": Callback.CHANNEL_MESSAGE_WITH_SOURCE, "data": notice}
+    return {"type": Callback.DEFERRED_UPDATE_MESSAGE}

@@ -1,0 +1,131 @@
+"""The Bolt app: slash commands, alert buttons and lifecycle events, over the command core.
+
+Every listener acks at once with an empty body (Slack shows nothing; the 3-second rule holds
+whatever the database does) and does its work in a lazy listener, answering through the
+request's response_url.  Slow work (/sync) is further handed to Dramatiq by the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import asyncpg
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands
+from bot.commands import Button, ChatIdentity
+from bot.slack import render
+from bot.slack.settings import SCOPES, SlackSettings
+from bot.slack.stores import PgInstallationStore, PgOAuthStateStore
+from db import chat
+from db.sealing import Keyring
+
+log = logging.getLogger(__name__)
+BUTTON_ACTIONS = re.compile(r"^(ack|snooze1h|snooze4h|snooze24h|resolve)$")
+
+
+def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
+    """A Web API client that waits out 429s (Retry-After) twice before giving up."""
+    client = AsyncWebClient(token=token, base_url=settings.api_url)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def build(settings: SlackSettings, pool: asyncpg.Pool, keyring: Keyring, public_url: str) -> AsyncApp:
+    """The Bolt app for ``settings`` (which must be on: ``settings.off_reason is None``)."""
+    flow, store = None, None
+    if settings.bot_token is None:
+        assert settings.client_id is not None and settings.client_secret is not None
+        store = PgInstallationStore(pool, keyring, settings.client_id)
+        oauth = AsyncOAuthSettings(
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            scopes=list(SCOPES),
+            redirect_uri=f"{public_url}/slack/oauth_redirect",
+            authorization_url=f"{settings.authorize_url}/oauth/v2/authorize",
+            installation_store=store,
+            installation_store_bot_only=True,
+            state_store=PgOAuthStateStore(pool),
+        )
+        flow = AsyncOAuthFlow(client=web_client(settings), settings=oauth)
+    bolt = AsyncApp(
+        signing_secret=settings.signing_secret,
+        client=web_client(settings, settings.bot_token),
+        oauth_flow=flow,
+        # An app served by a long-running process acks first and keeps working (not FaaS).
+        process_before_response=False,
+    )
+    Listeners(pool, keyring, public_url, store).register(bolt)
+    return bolt
+
+
+def workspace_of(context: AsyncBoltContext) -> str:
+    """The key a Slack install maps to a tenant by: the org for an org-wide install, else the team."""
+    key = context.enterprise_id if context.is_enterprise_install else context.team_id
+    return str(key or "")
+
+
+class Listeners:
+    def __init__(
+        self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, store: PgInstallationStore | None
+    ) -> None:
+        self.pool, self.keyring, self.public_url, self.store = pool, keyring, public_url, store
+
+    def register(self, bolt: AsyncApp) -> None:
+        bolt.command(re.compile(r"^/"))(ack=_ack, lazy=[self.command])
+        bolt.action(BUTTON_ACTIONS)(ack=_ack, lazy=[self.button])
+        bolt.action(re.compile(r"^link-\d+$"))(_ack)  # URL buttons also send a click: nothing to do
+        bolt.event("app_uninstalled")(self.uninstalled)
+        bolt.event("tokens_revoked")(self.tokens_revoked)
+
+    async def command(self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond) -> None:
+        name = str(body.get("command", "")).lstrip("/").removeprefix("cb-")
+        identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
+        inv = await commands.resolve(
+            self.pool, identity, name, commands.split_text(str(body.get("text", ""))),
+            response_url=body.get("response_url"), channel_id=body.get("channel_id"),
+            request_id=str(body.get("trigger_id", "")),
+        )  # fmt: skip
+        try:
+            reply = await commands.run(inv, self.pool, self.keyring, self.public_url)
+        except Exception:
+            # The ack went out already: say something rather than leave the user waiting.
+            log.exception("slack /%s failed (request %s)", name, inv.request_id)
+            reply = commands.Reply("Something went wrong", ("It has been logged. Please try again later.",))
+        await respond(**render.message(reply))
+
+    async def button(self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond) -> None:
+        action = (body.get("actions") or [{}])[0]
+        parsed = Button.parse(str(action.get("value", "")))
+        if parsed is None or parsed[0].value != action.get("action_id"):
+            return  # not one of ours, or tampered with: nothing to do
+        identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
+        channel = (body.get("channel") or {}).get("id")
+        inv = await commands.resolve(self.pool, identity, "button", (), channel_id=channel)
+        outcome = await commands.act(self.pool, inv, *parsed)
+        if outcome.card is not None:
+            await respond(**render.message(outcome.card, replace_original=True))
+        if outcome.notice is not None:
+            await respond(**render.message(outcome.notice, replace_original=False))
+
+    async def uninstalled(self, context: AsyncBoltContext) -> None:
+        if self.store is not None:
+            await self.store.async_delete_all(enterprise_id=context.enterprise_id, team_id=context.team_id)
+        async with self.pool.acquire() as conn:
+            revoked = await chat.disable_workspace(conn, "slack", workspace_of(context), "app_uninstalled")
+        log.info("slack app uninstalled from %s; %d chat link(s) revoked", workspace_of(context), revoked)
+
+    async def tokens_revoked(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        if event.get("tokens", {}).get("bot") and self.store is not None:
+            await self.store.async_delete_bot(enterprise_id=context.enterprise_id, team_id=context.team_id)
+        log.info("slack tokens revoked in %s", workspace_of(context))
+
+
+async def _ack(ack: AsyncAck) -> None:
+    await ack()

@@ -1,0 +1,121 @@
+"""The browser pages: one HTML template, every value escaped, and all of the pages' wording.
+
+``page`` takes plain text only and escapes each piece itself, so no caller can put markup
+(or a vendor's ``error_description``, or a ``state`` from the query) into a page unescaped.
+The seed's callback page reflected its query into HTML; this one cannot.
+"""
+
+from __future__ import annotations
+
+import html
+from string import Template
+
+from aiohttp import web
+
+# No script, no external resource, no framing, no form posting elsewhere; the callback URL
+# carries a code and a state, so no Referer leaves it and nothing caches it.
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+# A vendor's error text shown to the user is cut to this: enough to report, not a payload.
+SHOWN = 200
+
+TEMPLATE = Template(
+    """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title · CareBeacon</title>
+<style>
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 34rem; margin: 4rem auto; padding: 0 1rem; color: #1b1b1b; }
+h1 { font-size: 1.4rem; }
+.detail { color: #555; font-size: .9rem; }
+</style>
+</head>
+<body>
+<main>
+<h1>$title</h1>
+$body
+</main>
+</body>
+</html>
+"""
+)
+
+
+def page(title: str, *paragraphs: str, detail: str | None = None, status: int = 200) -> web.Response:
+    """An HTML page of ``title`` and ``paragraphs`` (plain text, escaped here); ``detail`` is a
+    smaller last line, for a provider's own words."""
+    body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    if detail:
+        body += f'\n<p class="detail">{html.escape(detail[:SHOWN])}</p>'
+    text = TEMPLATE.substitute(title=html.escape(title), body=body)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS)
+
+
+# -- the pages --------------------------------------------------------------------------------
+
+ASK_AGAIN = "Ask for a new link where you got this one (in chat: /connect), and open it within 15 minutes."
+
+
+def link_invalid() -> web.Response:
+    return page("This link no longer works", "It has expired or has already been used.", ASK_AGAIN, status=400)
+
+
+def unknown_provider() -> web.Response:
+    return page("Unknown service", "CareBeacon does not connect to this service.", status=404)
+
+
+def provider_unavailable(name: str) -> web.Response:
+    return page(
+        f"{name} is not available",
+        f"This CareBeacon server is not set up to connect {name}. Please tell your care team.",
+        status=503,
+    )
+
+
+def state_invalid(name: str) -> web.Response:
+    return page(
+        f"Could not finish connecting {name}",
+        "This sign-in has expired, was already used, or was not started here.",
+        ASK_AGAIN,
+        status=400,
+    )
+
+
+def denied(name: str) -> web.Response:
+    return page(
+        f"{name} was not connected",
+        f"You chose not to share your {name} data. Nothing was connected, and you can close this page.",
+        "If you change your mind, ask for a new link.",
+    )
+
+
+def provider_error(name: str, error: str, description: str | None) -> web.Response:
+    said = f"{name} said: {error}" + (f" ({description})" if description else "")
+    return page(
+        f"Could not connect {name}", f"{name} did not complete the sign-in.", ASK_AGAIN, detail=said, status=400
+    )
+
+
+def exchange_failed(name: str) -> web.Response:
+    return page(
+        f"Could not connect {name}",
+        f"{name} did not accept the sign-in when CareBeacon tried to finish it.",
+        ASK_AGAIN,
+        status=502,
+    )
+
+
+def connected(name: str) -> web.Response:
+    return page(
+        f"{name} is connected",
+        f"CareBeacon is fetching your {name} data now; it will appear within a few minutes.",
+        "You can close this page.",
+    )

@@ -1,0 +1,91 @@
+"""What a rule decides for an alert right now: send, wait for its group, defer past quiet
+hours, or suppress (silence, inhibition, cooldown).  Decisions read the database but send
+nothing; ``now`` is passed in, so a test can stand anywhere in the day.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from channels.quiet import quiet_until
+from db import delivery_log, silences
+from db.alerts import Alert
+from db.notification_channels import ChannelRow
+from db.routing import Rule
+
+# A critical alert mutes the patient's lesser alerts on the same metric raised this close to it.
+INHIBIT_WINDOW = timedelta(hours=1)
+
+
+class Action(enum.IntEnum):
+    """Ordered from most to least permissive: where rules disagree on a channel, the lowest wins."""
+
+    SEND = 0
+    WAIT = 1  # for the rule's group: nothing logged, the alert comes back when the wait ends
+    DEFER = 2  # quiet hours: logged 'deferred' until they end
+    SUPPRESS = 3  # logged 'suppressed', never sent
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    rule: Rule
+    until: datetime | None = None
+    reason: str | None = None
+
+
+async def muted(conn: asyncpg.Connection, alert: Alert, now: datetime) -> str | None:
+    """Why every rule must suppress the alert (a silence, an inhibiting critical alert), or None."""
+    silence = await silences.silencing(conn, alert, now)
+    if silence is not None:
+        return f"silenced by silence {silence}"
+    inhibitor = await silences.inhibiting(conn, alert, INHIBIT_WINDOW)
+    if inhibitor is not None:
+        return f"inhibited by critical alert {inhibitor}"
+    return None
+
+
+async def decide(
+    conn: asyncpg.Connection, alert: Alert, rule: Rule, now: datetime, mute: str | None, *, in_group: bool = False
+) -> Decision:
+    """The rule's decision.  ``mute`` is ``muted(...)``'s answer; ``in_group`` skips the group
+    wait, for an alert about to join a message another alert's wait has already released."""
+    if mute is not None:
+        return Decision(Action.SUPPRESS, rule, reason=mute)
+    if rule.cooldown > timedelta(0):
+        sent = await delivery_log.last_sent(conn, rule.id, alert, now - rule.cooldown)
+        if sent is not None:
+            reason = f"cooldown: alert {sent['alert_id']} went out {sent['finished_at']:%Y-%m-%d %H:%M:%S} UTC"
+            return Decision(Action.SUPPRESS, rule, reason=reason)
+    if alert.severity != "critical" and rule.quiet_start is not None and rule.quiet_end is not None:
+        until = quiet_until(now, rule.quiet_start, rule.quiet_end, rule.timezone)
+        if until is not None:
+            reason = f"quiet hours ({rule.quiet_start:%H:%M}–{rule.quiet_end:%H:%M} {rule.timezone})"
+            return Decision(Action.DEFER, rule, until, reason)
+    if not in_group and rule.group_wait > timedelta(0) and alert.created_at + rule.group_wait > now:
+        return Decision(Action.WAIT, rule, alert.created_at + rule.group_wait, "waiting for its group")
+    return Decision(Action.SEND, rule)
+
+
+def by_channel(decisions: Iterable[Decision]) -> dict[int, tuple[ChannelRow, Decision]]:
+    """Each channel of the decided rules, with the most permissive decision among the rules that
+    list it (the earliest when two defer or wait), so a care team's rule without quiet hours
+    still sends now what a patient's own rule would hold until morning."""
+    chosen: dict[int, tuple[ChannelRow, Decision]] = {}
+    for decision in decisions:
+        for channel in decision.rule.channels:
+            held = chosen.get(channel.id)
+            if held is None or _better(decision, held[1]):
+                chosen[channel.id] = (channel, decision)
+    return chosen
+
+
+def _better(new: Decision, old: Decision) -> bool:
+    if new.action != old.action:
+        return new.action < old.action
+    return new.until is not None and old.until is not None and new.until < old.until

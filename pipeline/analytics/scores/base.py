@@ -1,0 +1,103 @@
+"""What every domain shares: the score types, and blending parts with renormalised weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from pipeline.analytics.series import DailyData
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One domain's score for one local day, 0–100 rounded to 1 decimal.
+
+    ``value`` None means "insufficient data", and then ``reason`` says what is missing.
+    ``contributors`` is JSON-ready: per part its ``input``, ``score`` and ``weight``.
+    """
+
+    domain: str
+    day: date
+    value: float | None
+    contributors: dict[str, Any]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValuedScore(Score):
+    """A Score that has a value: what callers that store scores get (health_scores.score is NOT NULL)."""
+
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """A weighted blend before rounding: ``value`` 0–100 and the contributors that produced it."""
+
+    value: float
+    contributors: dict[str, Any]
+
+
+def clip01(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+# --- Blending parts with renormalised weights ---
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    weight: float
+    points: float | None
+    details: dict[str, Any]
+
+
+def _r(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _maybe(points: Callable[[float], float], value: float | None) -> float | None:
+    return None if value is None else points(value)
+
+
+def _input(value: Any, unit: str) -> dict[str, Any]:
+    return {"input": value, "unit": unit}
+
+
+def _blend(parts: Mapping[str, _Part]) -> tuple[float | None, dict[str, Any]]:
+    """The weighted mean of the parts that have points, with weights renormalised over them (None
+    when none has), and the contributors: every part, a missing one with weight 0, and ``partial``."""
+    present = [(p.weight, p.points) for p in parts.values() if p.points is not None]
+    # Summed left to right, as the nightly arrays in sleep.py are: from Python 3.12 on, sum()
+    # compensates float rounding, and one ulp could split a baseline's median.
+    total = weighted = 0.0
+    for weight, points in present:
+        total += weight
+        weighted += weight * points
+    contributors: dict[str, Any] = {}
+    for name, part in parts.items():
+        used = part.weight / total if part.points is not None else 0.0
+        contributors[name] = part.details | {
+            "score": _r(part.points),
+            "weight": round(used, 4),
+            "nominal_weight": part.weight,
+        }
+    contributors["partial"] = len(present) < len(parts)
+    value = weighted / total if present else None
+    return value, contributors
+
+
+def _on(daily: DailyData, metric: str, day: date) -> float | None:
+    series = daily.get(metric)
+    return None if series is None else series.value_on(np.datetime64(day, "D"))
+
+
+def _score(domain: str, day: date, value: float | None, contributors: dict[str, Any], reason: str) -> Score:
+    # Without a value the reason says it all: a half-filled contributors dict would read like a score.
+    if value is None:
+        return Score(domain, day, None, {}, reason)
+    return Score(domain, day, round(value, 1), contributors)

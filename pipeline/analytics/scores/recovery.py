@@ -1,0 +1,111 @@
+"""The recovery domain: Recovery = 100·Φ(C/0.6164), C = 0.5·z_hrv − 0.3·z_rhr + 0.2·z_sleep (§4.2)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from pipeline.analytics.scores.base import Score, _on
+from pipeline.analytics.scores.sleep import _night, nightly_scores, sleep_score
+from pipeline.analytics.series import DailyData, Days, Values, median_of
+
+BASELINE_DAYS, MIN_BASELINE_DAYS = 60, 28
+RECOVERY_WEIGHTS = {"hrv": 0.5, "rhr": -0.3, "sleep": 0.2}
+# A baseline with no spread (MAD 0) would give an infinite z.  §3.1 suggests flooring the scale
+# at a meaningful minimum, 1 bpm for RHR; 0.05 ln-ms (about 5 % of RMSSD) and 1 sleep point are ours.
+SCALE_FLOOR = {"hrv": 0.05, "rhr": 1.0, "sleep": 1.0}
+
+
+def robust_z(value: float, baseline: Values, floor: float) -> tuple[float, float, float]:
+    """(z, median, scale) with scale = 1.4826·MAD (a normal SD), floored at ``floor``."""
+    median = median_of(baseline)
+    scale = max(1.4826 * median_of(np.abs(baseline - median)), floor)
+    return (value - median) / scale, median, scale
+
+
+def phi(x: float) -> float:
+    """The standard normal CDF."""
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def recovery_band(value: float) -> str:
+    """Whoop's bands: ≥67 green, 34–66 yellow, ≤33 red (read as < 34 for decimal values)."""
+    return "green" if value >= 67 else "yellow" if value >= 34 else "red"
+
+
+def _baseline(daily: DailyData, metric: str, day: date) -> tuple[Days, Values]:
+    """(days, values) of ``metric`` in the BASELINE_DAYS before ``day``, excluding ``day``."""
+    series = daily.get(metric)
+    if series is None:
+        return np.array([], dtype="datetime64[D]"), np.array([], dtype=float)
+    keep = (series.days >= np.datetime64(day - timedelta(days=BASELINE_DAYS), "D")) & (
+        series.days < np.datetime64(day, "D")
+    )
+    return series.days[keep], series.values[keep]
+
+
+def score_recovery(daily: DailyData, day: date, age: int | None = None) -> Score:
+    """Recovery = 100·Φ(C/0.6164), C = 0.5·z_hrv − 0.3·z_rhr + 0.2·z_sleep (§4.2).
+
+    Each z is robust (median and 1.4826·MAD) against the 60 days before ``day``; HRV is taken as
+    ln RMSSD.  HRV and RHR on ``day`` and ≥ 28 baseline days of each are required, else None.
+    z_sleep needs the night of ``day`` and ≥ 28 baseline nights; without them it is left out, and
+    the divisor becomes √(0.5² + 0.3²) = 0.5831 (partial).
+    """
+    # A non-positive RMSSD has no logarithm: it is treated as missing.
+    hrv = _on(daily, "hrv_rmssd", day)
+    hrv = hrv if hrv is not None and hrv > 0 else None
+    rhr = _on(daily, "resting_heart_rate", day)
+    if hrv is None or rhr is None:
+        missing = [m for m, v in (("hrv_rmssd", hrv), ("resting_heart_rate", rhr)) if v is None]
+        return Score("recovery", day, None, {}, f"needs {' and '.join(missing)} on {day}")
+    hrv_values = _baseline(daily, "hrv_rmssd", day)[1]
+    hrv_values = np.log(hrv_values[hrv_values > 0])
+    rhr_values = _baseline(daily, "resting_heart_rate", day)[1]
+    counts = {"hrv_rmssd": len(hrv_values), "resting_heart_rate": len(rhr_values)}
+    if min(counts.values()) < MIN_BASELINE_DAYS:
+        have = ", ".join(f"{m} {n}" for m, n in counts.items())
+        reason = f"needs {MIN_BASELINE_DAYS} baseline days of hrv_rmssd and resting_heart_rate in the"
+        return Score("recovery", day, None, {}, f"{reason} {BASELINE_DAYS} days before {day} (has {have})")
+
+    inputs: dict[str, tuple[float, Values, str]] = {
+        "hrv": (math.log(hrv), hrv_values, "ln ms"),
+        "rhr": (rhr, rhr_values, "bpm"),
+    }
+    night = _night(daily, day)
+    history = nightly_scores(daily, _baseline(daily, "sleep_duration", day)[0], age)
+    if night is not None and len(history) >= MIN_BASELINE_DAYS:
+        inputs["sleep"] = (sleep_score(night, age).value, history, "points")
+
+    contributors: dict[str, Any] = {}
+    composite, squares = 0.0, 0.0
+    for name, weight in RECOVERY_WEIGHTS.items():
+        if name not in inputs:
+            contributors[name] = {"input": None, "z": None, "weight": 0.0, "nominal_weight": weight}
+            continue
+        value, baseline, unit = inputs[name]
+        z, median, scale = robust_z(value, baseline, SCALE_FLOOR[name])
+        composite, squares = composite + weight * z, squares + weight**2
+        contributors[name] = {
+            "input": round(value, 4),
+            "unit": unit,
+            "baseline_median": round(median, 4),
+            "baseline_scale": round(scale, 4),
+            "baseline_days": len(baseline),
+            "z": round(z, 3),
+            "weight": weight,
+            "nominal_weight": weight,
+        }
+    # √(0.5² + 0.3² + 0.2²) to 4 decimals is the reference's 0.6164; the same rule without sleep.
+    divisor = round(math.sqrt(squares), 4)
+    value = round(100 * phi(composite / divisor), 1)
+    contributors |= {
+        "composite": round(composite, 4),
+        "divisor": divisor,
+        "band": recovery_band(value),
+        "partial": len(inputs) < len(RECOVERY_WEIGHTS),
+    }
+    return Score("recovery", day, value, contributors)

@@ -1,0 +1,204 @@
+"""The sleep domain: Sleep = 0.40·Dur + 0.20·Eff + 0.10·Lat + 0.15·WASO + 0.15·Stage (§4.2).
+
+``sleep_score`` scores one night; ``sleep_scores`` scores many nights on arrays, with the same
+operations in the same order, so it gives the same floats (a test holds it to ``sleep_score``).
+The recovery baseline needs about 60 nightly scores per user, and one object per night cost
+more than every other engine together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from pipeline.analytics.scores.base import Composite, Score, _blend, _input, _maybe, _on, _Part, _r, clip01
+from pipeline.analytics.series import DailyData, DailySeries, Days, Values
+
+
+@dataclass(frozen=True, slots=True)
+class SleepNight:
+    """One night, in minutes and percent.  Only the duration (total sleep time) is required."""
+
+    duration_min: float
+    efficiency: float | None = None
+    latency_min: float | None = None
+    waso_min: float | None = None
+    rem_min: float | None = None
+    deep_min: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("duration_min", "efficiency", "latency_min", "waso_min", "rem_min", "deep_min"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number ≥ 0")
+
+
+# --- Sub-scores, each 0–100 and linear between its anchors (health-analytics §4.2) ---
+
+
+def duration_points(minutes: float, age: int | None = None) -> float:
+    """Dur: 100 within [7, 9] h ([7, 8] h at 65 or over, NSF); 100·(h − 4)/3 below, floored at 0;
+    100 − 10·(h − upper) above, floored at 60.  An unknown age uses the 18–64 band."""
+    hours, upper = minutes / 60, 8.0 if age is not None and age >= 65 else 9.0
+    if hours < 7:
+        return max(0.0, 100 * (hours - 4) / 3)
+    return 100.0 if hours <= upper else max(60.0, 100 - 10 * (hours - upper))
+
+
+def efficiency_points(percent: float) -> float:
+    """Eff = 100·clip01((eff% − 65)/25): 0 at 65 %, 100 from 90 %."""
+    return 100 * clip01((percent - 65) / 25)
+
+
+def latency_points(minutes: float) -> float:
+    """Lat = 100 up to 20 min, else 100·clip01((60 − lat)/40): 0 from 60 min."""
+    return 100.0 if minutes <= 20 else 100 * clip01((60 - minutes) / 40)
+
+
+def waso_points(minutes: float) -> float:
+    """WASO = 100 up to 20 min, else 100·clip01((90 − W)/70): 0 from 90 min."""
+    return 100.0 if minutes <= 20 else 100 * clip01((90 - minutes) / 70)
+
+
+def band_points(percent: float, low: float, high: float) -> float:
+    """100 inside [low, high], minus 5 points per percentage point outside, floored at 0."""
+    return max(0.0, 100 - 5 * max(low - percent, percent - high, 0.0))
+
+
+def sleep_score(night: SleepNight, age: int | None = None) -> Composite:
+    """Sleep = 0.40·Dur + 0.20·Eff + 0.10·Lat + 0.15·WASO + 0.15·Stage (§4.2), unrounded.
+
+    Missing efficiency, latency, WASO or stages are renormalised away.  Stage is the mean of the
+    REM band (18–27 % of total sleep) and the deep band (13–23 %), over whichever of the two is known.
+    """
+    total = night.duration_min
+
+    def band(minutes: float | None, low: float, high: float) -> _Part:
+        percent = 100 * minutes / total if minutes is not None and total > 0 else None
+        points = None if percent is None else band_points(percent, low, high)
+        return _Part(0.5, points, _input(minutes, "min") | {"percent": _r(percent), "band": [low, high]})
+
+    stages, stage_parts = _blend({"rem": band(night.rem_min, 18, 27), "deep": band(night.deep_min, 13, 23)})
+    value, contributors = _blend(
+        {
+            "duration": _Part(0.40, duration_points(total, age), _input(total, "min")),
+            "efficiency": _Part(0.20, _maybe(efficiency_points, night.efficiency), _input(night.efficiency, "%")),
+            "latency": _Part(0.10, _maybe(latency_points, night.latency_min), _input(night.latency_min, "min")),
+            "waso": _Part(0.15, _maybe(waso_points, night.waso_min), _input(night.waso_min, "min")),
+            "stages": _Part(0.15, stages, stage_parts),
+        }
+    )
+    assert value is not None  # the duration part always has points
+    return Composite(value, contributors | {"age": age})
+
+
+# SleepNight's fields and the daily metrics they are read from, in blending order.
+_NIGHT_FIELDS = ("duration_min", "efficiency", "latency_min", "waso_min", "rem_min", "deep_min")
+_NIGHT_METRICS = ("sleep_duration", "sleep_efficiency", "sleep_latency", "sleep_waso", "sleep_rem", "sleep_deep")
+
+
+def sleep_scores(
+    duration: Values,
+    efficiency: Values,
+    latency: Values,
+    waso: Values,
+    rem: Values,
+    deep: Values,
+    age: int | None = None,
+) -> Values:
+    """``sleep_score(SleepNight(...), age).value`` for each night, on arrays of the same length.
+
+    NaN marks a missing optional part; every duration must be present.  Each sub-score is the
+    scalar formula written with numpy's elementwise operations, and the blend adds the present
+    parts left to right as ``_blend`` does, so the floats are the same ones.
+    Raises ValueError when a value is negative or infinite, or a duration is missing.
+    """
+    for name, values in zip(_NIGHT_FIELDS, (duration, efficiency, latency, waso, rem, deep), strict=True):
+        bad = (values < 0) | np.isinf(values) | (np.isnan(values) if name == "duration_min" else False)
+        if bad.any():
+            raise ValueError(f"{name} must be a finite number ≥ 0")
+    hours, upper = duration / 60, 8.0 if age is not None and age >= 65 else 9.0
+    dur = np.where(
+        hours < 7,
+        np.maximum(0.0, 100 * (hours - 4) / 3),
+        np.where(hours <= upper, 100.0, np.maximum(60.0, 100 - 10 * (hours - upper))),
+    )
+    # clip01 is min(1, max(0, v)); NaN (missing) goes through every step and stays NaN.
+    eff = 100 * np.minimum(1.0, np.maximum(0.0, (efficiency - 65) / 25))
+    lat = np.where(latency <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (60 - latency) / 40)))
+    wake = np.where(waso <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (90 - waso) / 70)))
+    stages = _blend_nights([(0.5, _band_nights(rem, duration, 18, 27)), (0.5, _band_nights(deep, duration, 13, 23))])
+    return _blend_nights([(0.40, dur), (0.20, eff), (0.10, lat), (0.15, wake), (0.15, stages)])
+
+
+def _band_nights(minutes: Values, total: Values, low: float, high: float) -> Values:
+    """band_points of each night's stage percentage; NaN where the stage or a positive total is missing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        percent = np.where(total > 0, 100 * minutes / total, np.nan)
+    points: Values = np.maximum(0.0, 100 - 5 * np.maximum(np.maximum(low - percent, percent - high), 0.0))
+    return points
+
+
+def _blend_nights(parts: list[tuple[float, Values]]) -> Values:
+    """``_blend``'s value per night: the present parts (not NaN) summed left to right, over their
+    weights summed the same way; NaN where no part is present."""
+    weighted = total = np.zeros(parts[0][1].shape)
+    for weight, points in parts:
+        have = ~np.isnan(points)
+        weighted = np.where(have, weighted + weight * points, weighted)
+        total = np.where(have, total + weight, total)
+    with np.errstate(invalid="ignore"):
+        value: Values = weighted / total
+    return value
+
+
+def nightly_scores(daily: DailyData, days: Days, age: int | None = None) -> Values:
+    """The unrounded sleep score of each night in ``days`` that has a ``sleep_duration``, in order:
+    ``[sleep_score(_night(daily, d), age).value for d in days]`` without the None nights."""
+    columns = [_values_on(daily.get(metric), days) for metric in _NIGHT_METRICS]
+    has_night = ~np.isnan(columns[0])
+    columns = [column[has_night] for column in columns]
+    if any(((column < 0) | np.isinf(column)).any() for column in columns):
+        # A bad value: SleepNight raises, and the scalar path names the same field as before.
+        nights = [_night(daily, d) for d in days[has_night].tolist()]
+        return np.array([sleep_score(n, age).value for n in nights if n is not None])
+    duration, efficiency, latency, waso, rem, deep = columns
+    return sleep_scores(duration, efficiency, latency, waso, rem, deep, age)
+
+
+def _values_on(series: DailySeries | None, days: Days) -> Values:
+    """The series' value on each of ``days``, NaN where it has none (series hold no NaN)."""
+    if series is None or len(series) == 0:
+        return np.full(days.shape, np.nan)
+    at = np.searchsorted(series.days, days)
+    inside = np.minimum(at, len(series) - 1)
+    found: Values = np.where(series.days[inside] == days, series.values[inside], np.nan)
+    return found
+
+
+def _night(daily: DailyData, day: date) -> SleepNight | None:
+    """The night dated ``day`` (the night that ended that morning), or None without a duration.
+    Latency and WASO are read as ``sleep_latency``/``sleep_waso`` (min) once a provider adds them."""
+    duration = _on(daily, "sleep_duration", day)
+    if duration is None:
+        return None
+    return SleepNight(
+        duration,
+        _on(daily, "sleep_efficiency", day),
+        _on(daily, "sleep_latency", day),
+        _on(daily, "sleep_waso", day),
+        _on(daily, "sleep_rem", day),
+        _on(daily, "sleep_deep", day),
+    )
+
+
+def score_sleep(daily: DailyData, day: date, age: int | None = None) -> Score:
+    """The sleep domain; None without ``sleep_duration`` on ``day``."""
+    night = _night(daily, day)
+    if night is None:
+        return Score("sleep", day, None, {}, f"needs sleep_duration on {day}")
+    composite = sleep_score(night, age)
+    return Score("sleep", day, round(composite.value, 1), composite.contributors)

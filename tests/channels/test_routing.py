@@ -1,0 +1,545 @@
+"""Routing on real Postgres (and the real worker for timers): rules and owners, quiet hours,
+cooldown, grouping, escalation, silences and inhibition, retries, pruning, the delivery log."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import dramatiq
+import pytest
+
+from channels import CHANNELS, TransientDeliveryError
+from channels.base import Channel, Delivery, DeliveryStatus, Rendered
+from channels.quiet import quiet_until
+from channels.routing import escalate_alert, route_alert, send_test_message
+from db import alerts, deliveries, notification_channels, notification_rules, silences, sync_runs, tenants
+from db.alerts import Alert, NewAlert
+from pipeline import actors, runtime
+from pipeline.reconciler import reconcile
+from pipeline.sync import record_failure
+from tests.helpers import eventually, make_patient
+
+HR = "resting_heart_rate"
+LONDON = ZoneInfo("Europe/London")
+
+
+@dataclass
+class Clinic:
+    pool: asyncpg.Pool
+    tenant_id: int
+    user_id: int
+    dir: Path
+
+    async def channel(self, name: str, **config: Any) -> int:
+        async with self.pool.acquire() as conn:
+            return await notification_channels.create_channel(
+                conn,
+                runtime.current().keyring,
+                tenant_id=self.tenant_id,
+                kind=config.pop("kind", "console"),
+                label=name,
+                config=config or {"path": str(self.sink(name)), "stdout": False},
+            )
+
+    def sink(self, name: str) -> Path:
+        return self.dir / f"{name}.jsonl"
+
+    def sent(self, name: str) -> list[dict[str, Any]]:
+        path = self.sink(name)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    async def rule(self, channel_ids: list[int], **options: Any) -> int:
+        async with self.pool.acquire() as conn:
+            return await notification_rules.create_rule(
+                conn, tenant_id=self.tenant_id, name=secrets.token_hex(3), channel_ids=channel_ids, **options
+            )
+
+    async def patient(self, name: str, timezone: str = "UTC") -> int:
+        async with self.pool.acquire() as conn:
+            return await tenants.ensure_user(conn, self.tenant_id, name.lower().replace(" ", "-"), name, timezone)
+
+    async def alert(self, severity: str = "warning", metric: str | None = HR, **fields: Any) -> int:
+        new = NewAlert(
+            user_id=fields.pop("user_id", self.user_id),
+            category=fields.pop("category", "clinical"),
+            severity=severity,
+            metric=metric,
+            title=fields.pop("title", f"{metric} out of range"),
+            body="a body",
+            observed_value=None,
+            threshold=None,
+            recorded_at=None,
+            dedupe_key=secrets.token_hex(8),
+        )
+        async with self.pool.acquire() as conn:
+            found = await alerts.insert(conn, new)
+        assert found is not None
+        return found
+
+    async def route(self, alert_id: int, **kwargs: Any) -> Any:
+        return await route_alert(self.pool, runtime.current().keyring, alert_id, **kwargs)
+
+    async def logs(self, alert_id: int) -> list[tuple[str, str, str]]:
+        async with self.pool.acquire() as conn:
+            rows = await deliveries.deliveries_for_alert(conn, alert_id)
+        return [(r.channel_label, r.purpose, r.status) for r in rows]
+
+
+@pytest.fixture
+async def clinic(pool: asyncpg.Pool, tmp_path: Path) -> Clinic:
+    slug = f"routing-{secrets.token_hex(4)}"
+    async with pool.acquire() as conn:
+        tenant_id = await tenants.ensure_tenant(conn, slug, "Routing clinic")
+        user_id = await tenants.ensure_user(conn, tenant_id, "p1", "Pat One", "Europe/London")
+    return Clinic(pool, tenant_id, user_id, tmp_path)
+
+
+async def _alert_row(pool: asyncpg.Pool, alert_id: int) -> asyncpg.Record:
+    return await pool.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
+
+
+# -- rules and owners ---------------------------------------------------------------------------
+
+
+async def test_rules_choose_channels_by_category_and_minimum_severity(clinic: Clinic) -> None:
+    clinical = await clinic.channel("clinical")
+    pager = await clinic.channel("pager")
+    await clinic.rule([clinical], categories=["clinical"], min_severity="warning")
+    await clinic.rule([pager], min_severity="critical")
+
+    info = await clinic.alert("info")
+    warning = await clinic.alert("warning", metric="spo2")
+    critical = await clinic.alert("critical", metric=None, category="connection")
+    for alert_id in (info, warning, critical):
+        await clinic.route(alert_id)
+
+    assert [a["alert_id"] for a in clinic.sent("clinical")] == [warning]
+    assert [a["alert_id"] for a in clinic.sent("pager")] == [critical]
+    assert await clinic.logs(info) == []
+    assert (await _alert_row(clinic.pool, info))["routed_at"] is not None
+
+
+async def test_a_patients_own_rule_covers_their_alerts_and_a_care_team_rule_every_patient(clinic: Clinic) -> None:
+    other = await clinic.patient("Sam Two")
+    mine = await clinic.channel("mine")
+    team_channel = await clinic.channel("team")
+    async with clinic.pool.acquire() as conn:
+        team = await notification_rules.create_care_team(
+            conn, tenant_id=clinic.tenant_id, name="Ward 3", timezone="UTC"
+        )
+    await clinic.rule([mine], owner_user_id=clinic.user_id)
+    await clinic.rule([team_channel], care_team_id=team)
+
+    own = await clinic.alert()
+    theirs = await clinic.alert(user_id=other)
+    await clinic.route(own)
+    await clinic.route(theirs)
+
+    assert [a["alert_id"] for a in clinic.sent("mine")] == [own]
+    assert [a["alert_id"] for a in clinic.sent("team")] == [own, theirs]
+
+
+async def test_a_rule_refuses_a_channel_of_another_tenant(clinic: Clinic, pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        elsewhere = await tenants.ensure_tenant(conn, f"other-{secrets.token_hex(3)}", "Other")
+        foreign = await notification_channels.create_channel(
+            conn, runtime.current().keyring, tenant_id=elsewhere, kind="console", label="x", config={}
+        )
+    with pytest.raises(ValueError, match="must belong to tenant"):
+        await clinic.rule([foreign])
+
+
+# -- quiet hours --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("local_now", "start", "end", "until"),
+    [
+        (datetime(2026, 1, 15, 23, 30), time(22), time(7), datetime(2026, 1, 16, 7)),
+        (datetime(2026, 1, 16, 6, 59), time(22), time(7), datetime(2026, 1, 16, 7)),
+        (datetime(2026, 1, 16, 7, 0), time(22), time(7), None),
+        (datetime(2026, 1, 16, 21, 59), time(22), time(7), None),
+        (datetime(2026, 1, 16, 13, 0), time(12), time(14), datetime(2026, 1, 16, 14)),
+        (datetime(2026, 7, 16, 23, 0), time(22), time(7), datetime(2026, 7, 17, 7)),  # BST: 06:00 UTC
+        (datetime(2026, 1, 16, 13, 0), time(9), time(9), None),
+    ],
+)
+def test_quiet_hours_end_at_the_owners_local_end_time(
+    local_now: datetime, start: time, end: time, until: datetime | None
+) -> None:
+    found = quiet_until(local_now.replace(tzinfo=LONDON), start, end, "Europe/London")
+    assert found == (until.replace(tzinfo=LONDON).astimezone(UTC) if until else None)
+
+
+async def test_quiet_hours_defer_a_warning_to_their_end_and_it_is_delivered_then(clinic: Clinic) -> None:
+    channel = await clinic.channel("night")
+    await clinic.rule([channel], owner_user_id=clinic.user_id, quiet_hours=(time(22), time(7)))
+    alert_id = await clinic.alert()
+    night = datetime(2026, 1, 15, 23, 30, tzinfo=LONDON)
+    morning = datetime(2026, 1, 16, 7, tzinfo=LONDON)
+
+    first = await clinic.route(alert_id, now=night)
+    again = await clinic.route(alert_id, now=night + timedelta(minutes=15))
+
+    assert first.deferred_until == again.deferred_until == morning
+    assert await clinic.logs(alert_id) == [("night", "notify", "deferred")]
+    assert clinic.sent("night") == []
+    row = await _alert_row(clinic.pool, alert_id)
+    assert row["routed_at"] is None and row["route_after"] == morning
+
+    done = await clinic.route(alert_id, now=morning + timedelta(seconds=1))
+
+    assert done.delivered == 1 and done.deferred_until is None
+    assert await clinic.logs(alert_id) == [("night", "notify", "deferred"), ("night", "notify", "delivered")]
+    assert [a["alert_id"] for a in clinic.sent("night")] == [alert_id]
+
+
+async def test_a_critical_alert_bypasses_quiet_hours(clinic: Clinic) -> None:
+    channel = await clinic.channel("night")
+    await clinic.rule([channel], owner_user_id=clinic.user_id, quiet_hours=(time(22), time(7)))
+    alert_id = await clinic.alert("critical")
+
+    report = await clinic.route(alert_id, now=datetime(2026, 1, 15, 23, 30, tzinfo=LONDON))
+
+    assert report.delivered == 1
+    assert await clinic.logs(alert_id) == [("night", "notify", "delivered")]
+
+
+async def test_a_deferred_alert_goes_out_by_a_delayed_message_when_quiet_hours_end(
+    clinic: Clinic, worker: dramatiq.Worker
+) -> None:
+    channel = await clinic.channel("night")
+    now = datetime.now(UTC)
+    end = now + timedelta(seconds=4)
+    quiet = ((now - timedelta(hours=1)).time(), end.time())
+    async with clinic.pool.acquire() as conn:
+        team = await notification_rules.create_care_team(conn, tenant_id=clinic.tenant_id, name="Night", timezone="UTC")
+    await clinic.rule([channel], care_team_id=team, quiet_hours=quiet)
+    alert_id = await clinic.alert()
+
+    actors.notify.send(alert_id)
+
+    async def delivered() -> list[Any]:
+        return clinic.sent("night")
+
+    await eventually(delivered, timeout=20, what="the deferred alert")
+    async with clinic.pool.acquire() as conn:
+        rows = await deliveries.deliveries_for_alert(conn, alert_id)
+    assert [r.status for r in rows] == ["deferred", "delivered"]
+    assert rows[0].due_at is not None and rows[0].due_at == end.replace(microsecond=end.microsecond)
+    assert rows[1].finished_at is not None and rows[1].finished_at >= rows[0].due_at
+
+
+# -- cooldown, grouping, silences, inhibition ---------------------------------------------------
+
+
+async def test_cooldown_suppresses_a_repeat_for_the_same_patient_rule_and_metric(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel], cooldown=timedelta(minutes=60))
+    first = await clinic.alert()
+    repeat = await clinic.alert()
+    other_metric = await clinic.alert(metric="spo2")
+
+    for alert_id in (first, repeat, other_metric):
+        await clinic.route(alert_id)
+
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [first, other_metric]
+    async with clinic.pool.acquire() as conn:
+        [row] = await deliveries.deliveries_for_alert(conn, repeat)
+    assert row.status == "suppressed" and row.detail is not None and row.detail.startswith(f"cooldown: alert {first}")
+    assert (await _alert_row(clinic.pool, repeat))["routed_at"] is not None
+
+
+async def test_three_alerts_within_the_group_wait_go_out_as_one_message(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel], group_wait=timedelta(seconds=30))
+    ids = [await clinic.alert(metric=m) for m in (HR, "spo2", "hrv_rmssd")]
+    now = datetime.now(UTC)
+
+    waiting = await clinic.route(ids[0], now=now)
+    assert waiting.deferred_until is not None and waiting.deferred_until > now
+    assert await clinic.logs(ids[0]) == []
+
+    later = now + timedelta(seconds=31)
+    flushed = await clinic.route(ids[0], now=later)
+    rest = [await clinic.route(alert_id, now=later) for alert_id in ids[1:]]
+
+    [message] = clinic.sent("ward")
+    assert message["title"] == "3 alerts for Pat One"
+    assert message["alert_id"] == ids[0] and all(f"{m} out of range" in message["body"] for m in (HR, "spo2"))
+    assert flushed.delivered == 1 and [r.skipped for r in rest] == [1, 1]
+    rows = await clinic.pool.fetch(
+        "SELECT alert_id, status, send_id FROM notification_logs WHERE alert_id = ANY($1) ORDER BY alert_id", ids
+    )
+    assert [(r["alert_id"], r["status"]) for r in rows] == [(i, "delivered") for i in ids]
+    assert len({r["send_id"] for r in rows}) == 1
+    unrouted = await clinic.pool.fetchval("SELECT count(*) FROM alerts WHERE id = ANY($1) AND routed_at IS NULL", ids)
+    assert unrouted == 0
+
+
+async def test_a_silence_suppresses_matching_alerts_until_it_ends(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel], cooldown=timedelta(0))
+    now = datetime.now(UTC)
+    async with clinic.pool.acquire() as conn:
+        silence = await silences.create(
+            conn, tenant_id=clinic.tenant_id, patient_id=clinic.user_id, metric=HR, starts_at=now,
+            ends_at=now + timedelta(hours=1),
+            created_by="nurse@ward3", comment="known tachycardia, on beta blockers",
+        )  # fmt: skip
+    silenced = await clinic.alert()
+    other = await clinic.alert(metric="spo2")
+    after = await clinic.alert()
+
+    await clinic.route(silenced, now=now)
+    await clinic.route(other, now=now)
+    await clinic.route(after, now=now + timedelta(hours=2))
+
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [other, after]
+    assert await clinic.logs(silenced) == [("ward", "notify", "suppressed")]
+    detail = await clinic.pool.fetchval("SELECT detail FROM notification_logs WHERE alert_id = $1", silenced)
+    assert detail == f"silenced by silence {silence}"
+    audited = await clinic.pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE action = 'silence.created' AND subject_id = $1", silence
+    )
+    assert audited == 1
+
+
+async def test_a_critical_alert_inhibits_warnings_on_the_same_patient_and_metric(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel], cooldown=timedelta(0))
+    critical = await clinic.alert("critical")
+    warning = await clinic.alert("warning")
+    elsewhere = await clinic.alert("warning", metric="spo2")
+
+    for alert_id in (critical, warning, elsewhere):
+        await clinic.route(alert_id)
+
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [critical, elsewhere]
+    detail = await clinic.pool.fetchval("SELECT detail FROM notification_logs WHERE alert_id = $1", warning)
+    assert detail == f"inhibited by critical alert {critical}"
+
+
+# -- escalation ---------------------------------------------------------------------------------
+
+
+async def test_an_unacknowledged_critical_alert_escalates(clinic: Clinic, worker: dramatiq.Worker) -> None:
+    ward = await clinic.channel("ward")
+    oncall = await clinic.channel("oncall")
+    await clinic.rule([ward], escalation_channel_ids=[oncall], escalate_after=timedelta(seconds=1))
+    alert_id = await clinic.alert("critical", title="SpO2 82 %")
+
+    actors.notify.send(alert_id)
+
+    async def escalated() -> list[Any]:
+        return clinic.sent("oncall")
+
+    [page] = await eventually(escalated, timeout=20, what="the escalation")
+    assert page["alert_id"] == alert_id and page["title"] == "Escalated: SpO2 82 %"
+    assert "Not acknowledged within 1 s" in page["body"]
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [alert_id]
+    assert await clinic.logs(alert_id) == [("ward", "notify", "delivered"), ("oncall", "escalate", "delivered")]
+
+    async def marked() -> bool:
+        return (await _alert_row(clinic.pool, alert_id))["escalated_at"] is not None
+
+    await eventually(marked, what="escalated_at")
+
+
+async def test_an_acknowledged_alert_does_not_escalate(clinic: Clinic) -> None:
+    ward = await clinic.channel("ward")
+    oncall = await clinic.channel("oncall")
+    await clinic.rule([ward], escalation_channel_ids=[oncall], escalate_after=timedelta(minutes=5))
+    alert_id = await clinic.alert("critical")
+    now = datetime.now(UTC)
+
+    routed = await clinic.route(alert_id, now=now)
+    assert routed.escalate_at == now + timedelta(minutes=5)
+    async with clinic.pool.acquire() as conn:
+        assert await alerts.acknowledge(conn, alert_id, "slack:U123") is True
+        assert await alerts.acknowledge(conn, alert_id, "slack:U999") is False
+    report = await escalate_alert(clinic.pool, runtime.current().keyring, alert_id, now=now + timedelta(minutes=6))
+
+    assert report.sent == 0 and clinic.sent("oncall") == []
+    row = await _alert_row(clinic.pool, alert_id)
+    assert (row["status"], row["acknowledged_by"]) == ("acknowledged", "slack:U123")
+    assert row["escalated_at"] is not None
+
+
+async def test_escalation_waits_for_its_time_and_a_lost_timer_is_found_by_the_reconciler(
+    clinic: Clinic, pool: asyncpg.Pool
+) -> None:
+    ward = await clinic.channel("ward")
+    oncall = await clinic.channel("oncall")
+    await clinic.rule([ward], escalation_channel_ids=[oncall], escalate_after=timedelta(minutes=5))
+    alert_id = await clinic.alert("critical")
+    now = datetime.now(UTC)
+    await clinic.route(alert_id, now=now - timedelta(minutes=10))
+
+    early = await escalate_alert(pool, runtime.current().keyring, alert_id, now=now - timedelta(minutes=8))
+    assert early.sent == 0 and early.pending_until == now - timedelta(minutes=5)
+    async with pool.acquire() as conn:
+        assert alert_id in await alerts.escalations_due(conn, timedelta(seconds=30))
+        # Stamped due again: the next pass leaves it alone.
+        assert alert_id not in await alerts.escalations_due(conn, timedelta(seconds=30))
+
+
+# -- retries, pruning, the log ------------------------------------------------------------------
+
+
+async def test_a_retry_sends_again_only_to_the_channel_that_failed(clinic: Clinic) -> None:
+    await clinic.channel("ok")
+    blocked = clinic.dir / "blocked.jsonl"
+    blocked.mkdir()  # appending to a directory fails: a transient outcome
+    ok = await clinic.pool.fetchval("SELECT id FROM notification_channels WHERE tenant_id = $1", clinic.tenant_id)
+    flaky = await clinic.channel("blocked")
+    await clinic.rule([ok, flaky])
+    alert_id = await clinic.alert()
+
+    with pytest.raises(TransientDeliveryError):
+        await clinic.route(alert_id)
+    blocked.rmdir()
+    report = await clinic.route(alert_id)
+
+    assert (report.delivered, report.skipped) == (1, 1)
+    assert [a["alert_id"] for a in clinic.sent("ok")] == [alert_id]
+    assert [a["alert_id"] for a in clinic.sent("blocked")] == [alert_id]
+    async with clinic.pool.acquire() as conn:
+        rows = await deliveries.deliveries_for_alert(conn, alert_id)
+    assert [(r.channel_label, r.attempt, r.status, r.error_class) for r in rows] == [
+        ("ok", 1, "delivered", None),
+        ("blocked", 1, "failed", "transient"),
+        ("blocked", 2, "delivered", None),
+    ]
+    assert all(r.latency_ms is not None for r in rows)
+    assert all(str(clinic.dir) not in repr(r) for r in rows), "the log holds a channel's config"
+
+
+async def test_the_last_retry_gives_up_marks_the_attempt_failed_and_audits_it(clinic: Clinic) -> None:
+    (clinic.dir / "blocked.jsonl").mkdir()
+    flaky = await clinic.channel("blocked")
+    await clinic.rule([flaky])
+    alert_id = await clinic.alert()
+
+    report = await clinic.route(alert_id, final=True)
+
+    assert report.failed == 1
+    row = await clinic.pool.fetchrow(
+        "SELECT status, error_class, detail FROM notification_logs WHERE alert_id = $1", alert_id
+    )
+    assert (row["status"], row["error_class"]) == ("failed", "transient") and row["detail"].endswith("no retries left")
+    audit = await clinic.pool.fetchval(
+        "SELECT details FROM audit_events WHERE action = 'alert.delivery_failed' AND subject_id = $1", alert_id
+    )
+    assert audit["channel_id"] == flaky
+    assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
+
+
+class Vanished(Channel):
+    """A destination that answers 410, as a Web Push service does for a dropped subscription."""
+
+    kind = "vanished"
+
+    @classmethod
+    def parse_config(cls, raw: dict[str, Any]) -> Vanished:
+        return cls()
+
+    def render(self, alert: Alert) -> Rendered:
+        return Rendered(alert.title, alert.body, alert.severity, {})
+
+    async def send(self, message: Rendered) -> Delivery:
+        return Delivery(DeliveryStatus.GONE, "vanished: 410 Gone", http_status=410)
+
+
+async def test_a_gone_destination_is_pruned_and_its_channel_disabled(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHANNELS, Vanished.kind, Vanished)
+    gone = await clinic.channel("subscription", kind="vanished", endpoint="x")
+    await clinic.rule([gone], cooldown=timedelta(0))
+    first = await clinic.alert()
+    second = await clinic.alert(metric="spo2")
+
+    await clinic.route(first)
+    await clinic.route(second)
+
+    row = await clinic.pool.fetchrow("SELECT status, http_status FROM notification_logs WHERE alert_id = $1", first)
+    assert (row["status"], row["http_status"]) == ("pruned", 410)
+    channel = await clinic.pool.fetchrow(
+        "SELECT enabled, disabled_reason FROM notification_channels WHERE id = $1", gone
+    )
+    assert channel["enabled"] is False and channel["disabled_reason"] == "destination gone: vanished: 410 Gone"
+    assert await clinic.logs(second) == []
+
+
+async def test_a_channel_test_sends_a_message_and_reports_the_outcome(clinic: Clinic) -> None:
+    channel_id = await clinic.channel("desk")
+
+    found = await send_test_message(clinic.pool, runtime.current().keyring, channel_id)
+
+    assert found is not None and found[1].status is DeliveryStatus.DELIVERED
+    [message] = clinic.sent("desk")
+    assert message["title"] == "Test message from CareBeacon"
+    assert await send_test_message(clinic.pool, runtime.current().keyring, 10**9) is None
+
+
+# -- sync failures ------------------------------------------------------------------------------
+
+
+async def test_three_failed_syncs_in_a_row_raise_exactly_one_alert(
+    pool: asyncpg.Pool, worker: dramatiq.Worker, alert_file: Path
+) -> None:
+    _, user_id, connection_id, _ = await make_patient(
+        pool, runtime.current().keyring, tenant=f"failing-{secrets.token_hex(3)}", alert_file=alert_file
+    )
+
+    async def fail_once() -> int:
+        async with pool.acquire() as conn:
+            run_id = await sync_runs.create(conn, connection_id, "scheduled")
+        await record_failure(pool, run_id, "TransientSyncError: 503", final=True)
+        return run_id
+
+    async def connection_alerts() -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await pool.fetch(
+            "SELECT id, dedupe_key FROM alerts WHERE user_id = $1 ORDER BY id", user_id
+        )
+        return rows
+
+    first = await fail_once()
+    await fail_once()
+    assert await connection_alerts() == []
+    await fail_once()
+    await fail_once()
+
+    [alert] = await connection_alerts()
+    assert alert["dedupe_key"] == f"sync-failing:{connection_id}:{first}"
+
+    async def delivered() -> list[Any]:
+        return [json.loads(line) for line in alert_file.read_text().splitlines()] if alert_file.exists() else []
+
+    [sent] = await eventually(delivered, what="the sync-failing alert")
+    assert sent["title"] == "Simulator sync keeps failing" and sent["alert_id"] == alert["id"]
+
+
+async def test_a_deferred_alert_waits_for_its_due_time_before_the_reconciler_resends_it(
+    clinic: Clinic, pool: asyncpg.Pool
+) -> None:
+    channel = await clinic.channel("night")
+    await clinic.rule([channel], quiet_hours=(time(0), time(23, 59, 59)))
+    alert_id = await clinic.alert()
+    await pool.execute("UPDATE alerts SET created_at = now() - interval '1 hour' WHERE id = $1", alert_id)
+    report = await clinic.route(alert_id)
+    assert report.deferred_until is not None
+
+    async with pool.acquire() as conn:
+        assert alert_id not in await alerts.unrouted(conn, timedelta(seconds=30))
+    await pool.execute("UPDATE alerts SET route_after = now() - interval '1 hour' WHERE id = $1", alert_id)
+    found = await reconcile(pool, runtime.current().settings)
+    assert found.notifications >= 1
