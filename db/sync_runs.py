@@ -33,14 +33,23 @@ async def create(conn: asyncpg.Connection, connection_id: int, trigger: str) -> 
     return run_id
 
 
-async def claim(conn: asyncpg.Connection, run_id: int, stale_after: timedelta) -> SyncRun | None:
-    """Mark the run running and return it, or None when it is finished or another worker holds it."""
+async def claim(
+    conn: asyncpg.Connection, run_id: int, stale_after: timedelta, claimant: str | None = None
+) -> SyncRun | None:
+    """Mark the run running and return it, or None when it is finished or another worker holds it.
+
+    ``claimant`` (the Dramatiq message id) may take back a run it left running itself: a retry
+    of an attempt that failed while the database was unreachable, so nothing marked it pending.
+    """
     row = await conn.fetchrow(
-        "UPDATE sync_runs SET status = 'running', started_at = now(), attempts = attempts + 1, error = NULL"
-        " WHERE id = $1 AND (status = 'pending' OR (status = 'running' AND started_at < now() - $2::interval))"
+        "UPDATE sync_runs SET status = 'running', started_at = now(), attempts = attempts + 1, error = NULL,"
+        " claimed_by = $3"
+        " WHERE id = $1 AND (status = 'pending' OR (status = 'running'"
+        "   AND (started_at < now() - $2::interval OR ($3::text IS NOT NULL AND claimed_by = $3))))"
         " RETURNING id, connection_id, trigger, status, attempts, created_at",
         run_id,
         stale_after,
+        claimant,
     )
     return SyncRun(**dict(row)) if row else None
 

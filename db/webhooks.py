@@ -238,6 +238,26 @@ async def fail_if_disabled(conn: asyncpg.Connection, delivery_id: int) -> bool:
     return found is not None
 
 
+async def postpone_if_saturated(
+    conn: asyncpg.Connection, delivery_id: int, lease: timedelta, limit: int, delay: timedelta
+) -> bool:
+    """When the delivery's endpoint already has ``limit`` attempts in flight, move the
+    delivery's next attempt ``delay`` later and return True.  A soft limit: two workers
+    checking at the same instant may both pass."""
+    found = await conn.fetchval(
+        "UPDATE webhook_deliveries d SET next_attempt_at = now() + $4::interval"
+        " WHERE d.id = $1 AND d.status = 'pending' AND (SELECT count(*) FROM webhook_deliveries o"
+        "   WHERE o.endpoint_id = d.endpoint_id AND o.status = 'delivering' AND o.id <> d.id"
+        "   AND o.claimed_at >= now() - $2::interval) >= $3"
+        " RETURNING d.id",
+        delivery_id,
+        lease,
+        limit,
+        delay,
+    )
+    return found is not None
+
+
 async def claim(conn: asyncpg.Connection, delivery_id: int, lease: timedelta) -> Claimed | None:
     """Take a due delivery for one attempt; None when it is finished, not due yet, or held by a
     worker whose lease has not run out."""

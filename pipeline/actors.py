@@ -47,7 +47,9 @@ async def sync(run_id: int) -> None:
     rt = runtime.current()
     pool = await runtime.pool()
     try:
-        outcome = await run_sync(pool, rt.keyring, rt.settings, run_id)
+        message = CurrentMessage.get_current_message()
+        claimant = message.message_id if message is not None else None
+        outcome = await run_sync(pool, rt.keyring, rt.settings, run_id, claimant)
     except RefreshFailedError as exc:
         alert_id = await disconnect(pool, run_id, str(exc))
         if alert_id is not None:
@@ -175,6 +177,9 @@ async def deliver_webhook(delivery_id: int) -> None:
         dispatch_events.send()  # the tenant's webhook.disabled event
     if done.retry_in is not None:
         raise dramatiq.Retry(delay=max(1, round(done.retry_in * 1000)))
+    if done.resend_in is not None:
+        # Not a failure: a fresh message, so waiting for a slow endpoint spends no retries.
+        deliver_webhook.send_with_options(args=(delivery_id,), delay=round(done.resend_in * 1000))
 
 
 # -- routing timers -----------------------------------------------------------------------------

@@ -46,7 +46,9 @@ class PipelineSettings:
             sync_interval=timedelta(minutes=envlib.integer(env, "SYNC_INTERVAL_MINUTES", 15, minimum=1)),
             reconcile_after=timedelta(seconds=envlib.integer(env, "RECONCILE_AFTER_SECONDS", 120, minimum=5)),
             stale_after=timedelta(seconds=envlib.integer(env, "SYNC_STALE_AFTER_SECONDS", 600, minimum=30)),
-            delivery_lease=timedelta(seconds=envlib.integer(env, "DELIVERY_LEASE_SECONDS", 120, minimum=5)),
+            # Longer than the 10 s HTTP send timeout: a shorter lease would take a slow send
+            # still in flight for a dead one and send it twice.
+            delivery_lease=timedelta(seconds=envlib.integer(env, "DELIVERY_LEASE_SECONDS", 120, minimum=15)),
             daily_sync_cron=_cron(env, "DAILY_SYNC_CRON", "0 3 * * *"),
             daily_sync_jitter=timedelta(minutes=envlib.integer(env, "DAILY_SYNC_JITTER_MINUTES", 15, maximum=180)),
             sync_jitter=timedelta(seconds=envlib.integer(env, "SYNC_JITTER_SECONDS", 120, maximum=900)),

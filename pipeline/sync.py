@@ -56,15 +56,18 @@ def sync_window(settings: PipelineSettings, connection: Connection, trigger: str
     return Window(since.replace(hour=0, minute=0, second=0, microsecond=0), now)
 
 
-async def run_sync(pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSettings, run_id: int) -> SyncOutcome | None:
-    """Run the sync; returns None when the run is not ours to run (finished, or held by another worker).
+async def run_sync(
+    pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSettings, run_id: int, claimant: str | None = None
+) -> SyncOutcome | None:
+    """Run the sync; returns None when the run is not ours to run (finished, or held by another
+    worker).  ``claimant`` is the message id: see ``sync_runs.claim``.
 
     Raises TransientSyncError / PermanentSyncError from the provider; the caller records them.
     """
     started = time.monotonic()
     logcontext.add(sync_run_id=run_id)
     async with pool.acquire() as conn:
-        run = await sync_runs.claim(conn, run_id, settings.stale_after)
+        run = await sync_runs.claim(conn, run_id, settings.stale_after, claimant)
         if run is None:
             log.info("sync run %s is finished or held elsewhere; skipping", run_id)
             return None

@@ -116,10 +116,13 @@ async def create_connection(request: web.Request) -> web.Response:
 
 async def _connect_simulator(request: web.Request, user_id: int, scenario: str | None) -> web.Response:
     settings: dict[str, Any] = {"seed": f"user-{user_id}"} | ({"scenarios": [scenario]} if scenario else {})
-    async with pool(request).acquire() as conn:
+    async with pool(request).acquire() as conn, conn.transaction():
         connection_id = await connections.upsert(
             conn, keyring(request), user_id=user_id, provider="simulator", tokens=issue_tokens(), settings=settings
         )
+        tenant_id = await conn.fetchval("SELECT tenant_id FROM users WHERE id = $1", user_id)
+        data = {"connection_id": connection_id, "user_id": user_id, "provider": "simulator"}
+        await events.publish(conn, tenant_id, events.CONNECTION_CREATED, data)
     run_id = await triggers.request_sync(pool(request), connection_id, "initial")
     async with pool(request).acquire() as conn:
         row = await conn.fetchrow(_SELECT + " WHERE id = $1", connection_id)

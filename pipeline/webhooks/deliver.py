@@ -39,13 +39,19 @@ MAX_RETRY_AFTER = 24 * 3600.0  # a peer cannot park a delivery for longer than a
 USER_AGENT = "CareBeacon-Webhooks/1"
 
 
+# How long a delivery waits when its endpoint has its fill of attempts in flight.
+BUSY_DELAY = timedelta(seconds=2)
+
+
 @dataclass(frozen=True, slots=True)
 class Attempted:
-    """``outcome`` is succeeded, failed, retry or skipped (not ours, not due, or disabled)."""
+    """``outcome`` is succeeded, failed, retry, busy (the endpoint has its fill of attempts in
+    flight: ``resend_in`` says when to look again) or skipped (not ours, not due, or disabled)."""
 
     outcome: str
     retry_in: float | None = None
     endpoint_disabled: bool = False
+    resend_in: float | None = None
 
 
 async def deliver(
@@ -56,6 +62,8 @@ async def deliver(
         if await stored.fail_if_disabled(conn, delivery_id):
             log.info("webhook delivery %s not sent: its endpoint is disabled", delivery_id)
             return Attempted("skipped")
+        if await stored.postpone_if_saturated(conn, delivery_id, lease, settings.max_in_flight, BUSY_DELAY):
+            return Attempted("busy", resend_in=BUSY_DELAY.total_seconds())
         claimed = await stored.claim(conn, delivery_id, lease)
     if claimed is None:
         return Attempted("skipped")

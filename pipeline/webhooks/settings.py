@@ -25,6 +25,9 @@ class WebhookSettings:
     policy: DestinationPolicy = DestinationPolicy()
     timeout: float = 10.0
     grace: timedelta = timedelta(hours=24)
+    # Deliveries one endpoint may have in flight: a slow receiver holds at most this many of the
+    # webhook workers' threads, and the other endpoints keep theirs.
+    max_in_flight: int = 3
 
     @classmethod
     def from_env(cls, env: envlib.Env) -> WebhookSettings:
@@ -34,6 +37,7 @@ class WebhookSettings:
             disable_after_failures=envlib.integer(env, "WEBHOOK_DISABLE_AFTER_FAILURES", 50, minimum=1),
             disable_after=timedelta(hours=envlib.integer(env, "WEBHOOK_DISABLE_AFTER_HOURS", 120, minimum=1)),
             policy=DestinationPolicy.from_env(env),
+            max_in_flight=envlib.integer(env, "WEBHOOK_MAX_IN_FLIGHT", 3, minimum=1, maximum=100),
         )
 
 

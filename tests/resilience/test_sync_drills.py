@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -18,61 +17,8 @@ import pytest
 
 from pipeline.providers.simulator import READING_TIME
 from tests.helpers import eventually
-from tests.resilience.conftest import TACHYCARDIA, Drill, Patient, ReadingKey, reconciled, served
-
-
-@dataclass(frozen=True)
-class Progress:
-    runs: int
-    runs_done: int
-    alerts: int
-    alerts_routed: int
-
-    def finished(self, runs: int, min_alerts: int) -> bool:
-        return self.runs == self.runs_done == runs and self.alerts_routed == self.alerts >= min_alerts
-
-
-async def progress(pool: asyncpg.Pool) -> Progress:
-    row = await pool.fetchrow(
-        "SELECT (SELECT count(*) FROM sync_runs) AS runs,"
-        " (SELECT count(*) FROM sync_runs WHERE status = 'completed' AND analysed_at IS NOT NULL) AS runs_done,"
-        " (SELECT count(*) FROM alerts) AS alerts,"
-        " (SELECT count(*) FROM alerts WHERE routed_at IS NOT NULL) AS alerts_routed"
-    )
-    return Progress(**dict(row))
-
-
-async def settled(drill: Drill, runs: int, min_alerts: int, timeout: float) -> Progress:
-    """Wait until every run is completed and analysed and every alert routed."""
-
-    async def check() -> Progress | None:
-        found = await progress(drill.pool)
-        return found if found.finished(runs, min_alerts) else None
-
-    try:
-        settled_at: Progress = await eventually(check, timeout=timeout, what="every run, analysis and alert to finish")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; last seen {await progress(drill.pool)}") from None
-    return settled_at
-
-
-async def assert_delivered_once_each(drill: Drill, users: list[Patient]) -> None:
-    """Every alert routed; each one the rule selects (warning and up) delivered by exactly one
-    attempt, and written once to the sink; the others (info) sent nowhere."""
-    user_ids = [p.user_id for p in users]
-    alerts = await drill.pool.fetch(
-        "SELECT id, user_id, severity, routed_at FROM alerts WHERE user_id = ANY($1)", user_ids
-    )
-    selected = sorted(a["id"] for a in alerts if a["severity"] != "info")
-    assert {a["user_id"] for a in alerts if a["id"] in selected} == set(user_ids), "a tachycardia raised no alert"
-    assert [a["id"] for a in alerts if a["routed_at"] is None] == []
-    logs = await drill.pool.fetch(
-        "SELECT alert_id, attempt, status FROM notification_logs WHERE alert_id = ANY($1) ORDER BY alert_id",
-        [a["id"] for a in alerts],
-    )
-    assert [(r["alert_id"], r["attempt"], r["status"]) for r in logs] == [(a_id, 1, "delivered") for a_id in selected]
-    lines = [json.loads(line)["alert_id"] for line in drill.alert_file.read_text().splitlines()]
-    assert sorted(lines) == selected
+from tests.resilience.checks import assert_delivered_once_each, compare_stored, counted, settled
+from tests.resilience.conftest import TACHYCARDIA, Drill, ReadingKey, reconciled, served
 
 
 @pytest.mark.timeout(120)
@@ -114,6 +60,7 @@ async def test_a_worker_killed_mid_sync_leaves_every_reading_stored_exactly_once
         run_id: 2 if run_id in first_windows else 1 for run_id in run_ids
     }
     assert reconciled(reconciler)["syncs"] >= len(first_windows)
+    expected = stored_total = 0
     for patient in users:
         [run] = [r for r in runs.values() if r["connection_id"] == patient.connection_id]
         final = await served(patient.settings, run["window_start"], run["window_end"])
@@ -129,7 +76,18 @@ async def test_a_worker_killed_mid_sync_leaves_every_reading_stored_exactly_once
             assert 0 < stored_at_kill[run["id"]] < len(spanning.readings)
             # The second attempt found the first one's readings stored and wrote none of them again.
             assert run["rows_written"] < run["rows_received"]
-    await assert_delivered_once_each(drill, users)
+        expected += len(spanning.readings) + len(final.sessions)
+        stored_total += len(stored.readings) + len(stored.sessions)
+    delivered = await assert_delivered_once_each(drill, users)
+    alerts = await drill.pool.fetchval("SELECT count(*) FROM alerts")
+    counted(
+        "worker killed mid-sync",
+        readings_expected=expected,
+        readings_stored=stored_total,
+        alerts=alerts,
+        deliveries=delivered,
+        lost=expected - stored_total,
+    )
 
 
 @pytest.mark.timeout(120)
@@ -178,7 +136,17 @@ async def test_a_redis_flush_mid_burst_loses_no_run_reading_or_alert(drill: Dril
     assert wrong == {}
     assert [r["id"] for r in runs.values() if r["status"] != "completed"] == []
     assert [r["id"] for r in runs.values() if r["attempts"] != 1] == [], "a run was claimed twice"
-    await assert_delivered_once_each(drill, users)
+    delivered = await assert_delivered_once_each(drill, users)
+    compared = await compare_stored(drill, users)
+    counted(
+        "redis flushed mid-burst",
+        messages_lost_with_the_flush=sum(lost.values()),
+        readings_expected=compared.expected,
+        readings_stored=compared.stored,
+        alerts=await drill.pool.fetchval("SELECT count(*) FROM alerts"),
+        deliveries=delivered,
+        lost=compared.expected - compared.stored,
+    )
 
 
 @pytest.mark.timeout(60)

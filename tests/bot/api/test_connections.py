@@ -25,6 +25,10 @@ async def test_connecting_the_simulator_starts_an_initial_sync_and_lists_no_toke
     assert created["connection"]["settings"]["scenarios"] == ["fever"]
     run = await pool.fetchrow("SELECT trigger, connection_id FROM sync_runs WHERE id = $1", created["sync_run_id"])
     assert run["trigger"] == "initial" and run["connection_id"] == created["connection"]["id"]
+    event = await pool.fetchval(
+        "SELECT payload FROM events WHERE tenant_id = $1 AND type = 'connection.created'", clinic.id
+    )
+    assert event["data"] == {"connection_id": created["connection"]["id"], "user_id": user_id, "provider": "simulator"}
 
     listed = await api.get(f"/v1/users/{user_id}/connections", headers=clinic.auth("read"))
     text = await listed.text()
