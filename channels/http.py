@@ -14,10 +14,16 @@ Classification (``classify``):
 
 A detail names the service, the status and a short reason with control characters removed; it
 names the host but never the URL's path or query, which carry webhook tokens.
+
+Connections are kept alive: each event loop has one ``aiohttp.ClientSession`` (``session()``),
+closed with the loop's other resources (``close_session()``, from pipeline.runtime).  A new TCP
+(and TLS) connection per POST cost more than the POST itself.  The destination check still runs
+before every send, and redirects are still never followed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -42,6 +48,43 @@ MAX_BODY = 64 * 1024  # enough for any vendor's error document; a peer cannot ma
 REASON_CHARS = 80
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Connections one loop keeps open at most, in all and to one host.  A worker's loop runs one
+# send per Dramatiq thread at a time, so the total is not what queues a send; the per-host
+# bound leaves a slow host unable to take them all.
+POOL_LIMIT = 100
+POOL_LIMIT_PER_HOST = 50
+KEEPALIVE_S = 30.0
+
+# One session per event loop: a session belongs to the loop it was made on, and is never
+# used from another.  Loops are keys; each is only read and written from its own thread.
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def session() -> aiohttp.ClientSession:
+    """The running loop's session, made on first use (or again once closed)."""
+    loop = asyncio.get_running_loop()
+    found = _sessions.get(loop)
+    if found is None or found.closed:
+        # A loop closed without close_session (a test's) leaves its entry: drop it, and its
+        # session with it; that session can no longer be used or closed.
+        for gone in [other for other in list(_sessions) if other.is_closed()]:
+            _sessions.pop(gone, None)
+        # No DNS cache: a new connection resolves afresh, as it did with a session per POST.
+        connector = aiohttp.TCPConnector(
+            limit=POOL_LIMIT, limit_per_host=POOL_LIMIT_PER_HOST, keepalive_timeout=KEEPALIVE_S, use_dns_cache=False
+        )
+        # No cookie jar: one tenant's peer must not set what another tenant's request carries.
+        # No session-wide timeout: each Transport passes its own per request.
+        found = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        _sessions[loop] = found
+    return found
+
+
+async def close_session() -> None:
+    """Close the running loop's session, if it has one; the next ``session()`` makes a new one."""
+    found = _sessions.pop(asyncio.get_running_loop(), None)
+    if found is not None and not found.closed:
+        await found.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +132,9 @@ class Transport:
             status = DeliveryStatus.TRANSIENT if "does not resolve" in str(exc) else DeliveryStatus.PERMANENT
             return Delivery(status, f"{service}: destination refused: {exc}")
         sent = {"Content-Type": "application/json", "User-Agent": "CareBeacon"} | dict(headers or {})
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
-                session.post(url, data=body, headers=sent, allow_redirects=False) as resp,
-            ):
+            async with session().post(url, data=body, headers=sent, allow_redirects=False, timeout=timeout) as resp:
                 data = await resp.content.read(MAX_BODY)
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, data)
         except TimeoutError:

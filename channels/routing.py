@@ -19,14 +19,14 @@ import asyncpg
 from channels.base import Delivery, DeliveryStatus
 from channels.context import NO_KEYS, DeploymentKeys, SendContext
 from channels.errors import TransientDeliveryError
-from channels.rules import Action, by_channel, decide, muted
-from channels.sending import Sent, deliver, failed_for_good, send_once
+from channels.rules import INHIBIT_WINDOW, Action, by_channel, decide, mute_reason
+from channels.sending import Sent, deliver, deliver_many, failed_for_good, send_once
 from channels.summary import escalated
 from db import alerts, audit, delivery_log, notification_channels
 from db.alerts import Alert
-from db.delivery_log import Outcome
+from db.delivery_log import Outcome, Routed
 from db.notification_channels import ChannelRow
-from db.routing import Rule, rules_for
+from db.routing import Rule, load
 from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
@@ -76,50 +76,65 @@ async def route_alert(
     grouped alert reports when to come back.
     """
     now = now or datetime.now(UTC)
-    context = SendContext(keyring, keys)
+    # One connection for the whole alert, sends included: each acquire costs a reset round trip.
     async with pool.acquire() as conn:
-        alert = await alerts.get(conn, alert_id)
-        if alert is None:
-            log.info("alert %s is gone; nothing to route", alert_id)
-            return RoutingReport(alert_id)
-        mute = await muted(conn, alert, now)
-        decisions = [await decide(conn, alert, rule, now, mute) for rule in await rules_for(conn, alert)]
+        return await _route(conn, SendContext(keyring, keys), alert_id, lease, now, final)
+
+
+async def _route(
+    conn: asyncpg.Connection, context: SendContext, alert_id: int, lease: timedelta, now: datetime, final: bool
+) -> RoutingReport:
+    found = await load(conn, alert_id, now, INHIBIT_WINDOW)
+    if found is None:
+        log.info("alert %s is gone; nothing to route", alert_id)
+        return RoutingReport(alert_id)
+    alert = found.alert
+    mute = mute_reason(found.silence_id, found.inhibitor_id)
+    decisions = [decide(alert, rule, now, mute, found.cooldowns.get(rule.id)) for rule in found.rules]
+    escalate_at = None
+    if alert.severity == "critical" and alert.acknowledged_at is None:
+        afters = [d.rule.escalate_after for d in decisions if d.action is Action.SEND and _escalates(d.rule)]
+        escalate_at = now + min(a for a in afters if a is not None) if afters else None
 
     tally = _Tally()
     later: list[datetime] = []
+    plain: list[tuple[ChannelRow, Rule]] = []
     for channel, decision in by_channel(decisions).values():
         if decision.action is Action.SUPPRESS or decision.action is Action.DEFER:
             status = "suppressed" if decision.action is Action.SUPPRESS else "deferred"
-            async with pool.acquire() as conn:
-                await delivery_log.record_decision(
-                    conn, alert.id, channel.id, status, decision.reason or status, rule_id=decision.rule.id,
-                    due_at=decision.until,
-                )  # fmt: skip
+            await delivery_log.record_decision(
+                conn, alert.id, channel.id, status, decision.reason or status, rule_id=decision.rule.id,
+                due_at=decision.until,
+            )  # fmt: skip
         if decision.action is Action.SUPPRESS:
             tally.suppressed += 1
-            continue
-        if decision.until is not None:
+        elif decision.until is not None:
             later.append(decision.until)
-            continue
-        sent = await deliver(pool, context, alert, channel, decision.rule, now, lease)
-        tally.add(channel, sent)
+        elif decision.rule.group_wait > timedelta(0):
+            # A group gathers riders per channel: its own claim, in its own transaction.
+            tally.add(channel, await deliver(conn, context, alert, channel, decision.rule, now, lease))
+        else:
+            plain.append((channel, decision.rule))
+    routed = False
+    if plain:
+        # Routing is done after these sends unless one fails or something waits: then the last
+        # send's outcome and routed_at go in one statement.
+        done = Routed(alert.id, now, escalate_at) if not later and not tally.retrying else None
+        outcomes, routed = await deliver_many(conn, context, alert, plain, lease, routed=done)
+        for (channel, _), sent in zip(plain, outcomes, strict=True):
+            tally.add(channel, sent)
 
     if tally.retrying and not final:
         longest = max(s.retry_after or 0.0 for _, s in tally.retrying)
         raise TransientDeliveryError(f"alert {alert.id}: {len(tally.retrying)} channel(s) to retry", longest)
     if tally.retrying:
         spent, tally.retrying = tally.retrying, []
-        await _give_up(pool, alert, spent)
+        await _give_up(conn, alert, spent)
         tally.failed += len(spent)
     if later:
-        async with pool.acquire() as conn:
-            await alerts.hold_until(conn, alert.id, min(later))
+        await alerts.hold_until(conn, alert.id, min(later))
         return tally.report(alert.id, deferred_until=min(later))
-    escalate_at = None
-    if alert.severity == "critical" and alert.acknowledged_at is None:
-        afters = [d.rule.escalate_after for d in decisions if d.action is Action.SEND and _escalates(d.rule)]
-        escalate_at = now + min(a for a in afters if a is not None) if afters else None
-    async with pool.acquire() as conn:
+    if not routed:
         await alerts.mark_routed(conn, alert.id, now, escalate_at)
     return tally.report(alert.id, escalate_at=escalate_at)
 
@@ -139,16 +154,22 @@ async def escalate_alert(
     resolved or silenced.  Raises TransientDeliveryError like ``route_alert``.
     """
     now = now or datetime.now(UTC)
-    context = SendContext(keyring, keys)
     async with pool.acquire() as conn:
-        alert = await alerts.get(conn, alert_id)
-        if alert is None or alert.routed_at is None:
-            return EscalationReport(alert_id)
-        if alert.acknowledged_at is not None or alert.status != "open" or await muted(conn, alert, now):
-            log.info("alert %s: acknowledged, resolved or silenced; no escalation", alert.id)
-            await alerts.mark_escalated(conn, alert.id, now)
-            return EscalationReport(alert.id)
-        rules = [r for r in await rules_for(conn, alert) if _escalates(r)]
+        return await _escalate(conn, SendContext(keyring, keys), alert_id, lease, now, final)
+
+
+async def _escalate(
+    conn: asyncpg.Connection, context: SendContext, alert_id: int, lease: timedelta, now: datetime, final: bool
+) -> EscalationReport:
+    found = await load(conn, alert_id, now, INHIBIT_WINDOW)
+    alert = found.alert if found is not None else None
+    if found is None or alert is None or alert.routed_at is None:
+        return EscalationReport(alert_id)
+    if alert.acknowledged_at is not None or alert.status != "open" or mute_reason(found.silence_id, found.inhibitor_id):
+        log.info("alert %s: acknowledged, resolved or silenced; no escalation", alert.id)
+        await alerts.mark_escalated(conn, alert.id, now)
+        return EscalationReport(alert.id)
+    rules = [r for r in found.rules if _escalates(r)]
     routed_at = alert.routed_at
     due = {r.id: routed_at + r.escalate_after for r in rules if r.escalate_after is not None}
     sent = 0
@@ -163,7 +184,7 @@ async def escalate_alert(
                 continue
             done.add(channel.id)
             outcome = await deliver(
-                pool, context, alert, channel, rule, now, lease, purpose="escalate", message=message
+                conn, context, alert, channel, rule, now, lease, purpose="escalate", message=message
             )
             sent += outcome.delivery is not None and outcome.delivery.status is DeliveryStatus.DELIVERED
             if outcome.retrying:
@@ -172,13 +193,12 @@ async def escalate_alert(
         longest = max(s.retry_after or 0.0 for _, s in retrying)
         raise TransientDeliveryError(f"alert {alert.id}: {len(retrying)} escalation channel(s) to retry", longest)
     if retrying:
-        await _give_up(pool, alert, retrying)
+        await _give_up(conn, alert, retrying)
     pending = [at for at in due.values() if at > now]
-    async with pool.acquire() as conn:
-        if pending:
-            await alerts.set_escalate_at(conn, alert.id, min(pending))
-            return EscalationReport(alert.id, sent, min(pending))
-        await alerts.mark_escalated(conn, alert.id, now)
+    if pending:
+        await alerts.set_escalate_at(conn, alert.id, min(pending))
+        return EscalationReport(alert.id, sent, min(pending))
+    await alerts.mark_escalated(conn, alert.id, now)
     return EscalationReport(alert.id, sent)
 
 
@@ -240,12 +260,11 @@ class _Tally:
         return RoutingReport(alert_id, *counts, deferred_until=deferred_until, escalate_at=escalate_at)
 
 
-async def _give_up(pool: asyncpg.Pool, alert: Alert, retrying: list[tuple[ChannelRow, Sent]]) -> None:
+async def _give_up(conn: asyncpg.Connection, alert: Alert, retrying: list[tuple[ChannelRow, Sent]]) -> None:
     """The last retry is spent: the channels still failing are failed for good, and said so."""
-    async with pool.acquire() as conn:
-        for channel, sent in retrying:
-            if sent.log_ids:
-                await delivery_log.give_up(conn, sent.log_ids)
-            detail = sent.delivery.detail if sent.delivery is not None else "still in flight at the last retry"
-            await failed_for_good(conn, alert, channel, Outcome("failed", "transient", f"gave up: {detail}"))
+    for channel, sent in retrying:
+        if sent.log_ids:
+            await delivery_log.give_up(conn, sent.log_ids)
+        detail = sent.delivery.detail if sent.delivery is not None else "still in flight at the last retry"
+        await failed_for_good(conn, alert, channel, Outcome("failed", "transient", f"gave up: {detail}"))
     log.warning("alert %s: gave up on %d channel(s) after the last retry", alert.id, len(retrying))

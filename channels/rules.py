@@ -1,6 +1,7 @@
 """What a rule decides for an alert right now: send, wait for its group, defer past quiet
-hours, or suppress (silence, inhibition, cooldown).  Decisions read the database but send
-nothing; ``now`` is passed in, so a test can stand anywhere in the day.
+hours, or suppress (silence, inhibition, cooldown).  ``decide`` is pure: routing reads its
+evidence (the silence, the inhibitor, the cooldown's last send) in one query (db.routing.load);
+``decide_now`` reads it for one alert.  ``now`` is passed in, so a test can stand anywhere in the day.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncpg
 from channels.quiet import quiet_until
 from db import delivery_log, silences
 from db.alerts import Alert
+from db.delivery_log import Cooldown
 from db.notification_channels import ChannelRow
 from db.routing import Rule
 
@@ -39,29 +41,36 @@ class Decision:
     reason: str | None = None
 
 
+def mute_reason(silence_id: int | None, inhibitor_id: int | None) -> str | None:
+    """Why every rule must suppress the alert, given the silence and the inhibiting critical
+    alert found for it (a silence wins), or None."""
+    if silence_id is not None:
+        return f"silenced by silence {silence_id}"
+    if inhibitor_id is not None:
+        return f"inhibited by critical alert {inhibitor_id}"
+    return None
+
+
 async def muted(conn: asyncpg.Connection, alert: Alert, now: datetime) -> str | None:
     """Why every rule must suppress the alert (a silence, an inhibiting critical alert), or None."""
     silence = await silences.silencing(conn, alert, now)
     if silence is not None:
-        return f"silenced by silence {silence}"
-    inhibitor = await silences.inhibiting(conn, alert, INHIBIT_WINDOW)
-    if inhibitor is not None:
-        return f"inhibited by critical alert {inhibitor}"
-    return None
+        return mute_reason(silence, None)
+    return mute_reason(None, await silences.inhibiting(conn, alert, INHIBIT_WINDOW))
 
 
-async def decide(
-    conn: asyncpg.Connection, alert: Alert, rule: Rule, now: datetime, mute: str | None, *, in_group: bool = False
+def decide(
+    alert: Alert, rule: Rule, now: datetime, mute: str | None, cooldown: Cooldown | None, *, in_group: bool = False
 ) -> Decision:
-    """The rule's decision.  ``mute`` is ``muted(...)``'s answer; ``in_group`` skips the group
-    wait, for an alert about to join a message another alert's wait has already released."""
+    """The rule's decision.  ``mute`` is ``mute_reason(...)``'s answer, ``cooldown`` the rule's
+    latest send that holds the alert back (``delivery_log.last_sent`` since ``now`` less the
+    rule's cooldown; ignored when the rule has none).  ``in_group`` skips the group wait, for an
+    alert about to join a message another alert's wait has already released."""
     if mute is not None:
         return Decision(Action.SUPPRESS, rule, reason=mute)
-    if rule.cooldown > timedelta(0):
-        sent = await delivery_log.last_sent(conn, rule.id, alert, now - rule.cooldown)
-        if sent is not None:
-            reason = f"cooldown: alert {sent['alert_id']} went out {sent['finished_at']:%Y-%m-%d %H:%M:%S} UTC"
-            return Decision(Action.SUPPRESS, rule, reason=reason)
+    if rule.cooldown > timedelta(0) and cooldown is not None:
+        reason = f"cooldown: alert {cooldown.alert_id} went out {cooldown.finished_at:%Y-%m-%d %H:%M:%S} UTC"
+        return Decision(Action.SUPPRESS, rule, reason=reason)
     if alert.severity != "critical" and rule.quiet_start is not None and rule.quiet_end is not None:
         until = quiet_until(now, rule.quiet_start, rule.quiet_end, rule.timezone)
         if until is not None:
@@ -70,6 +79,17 @@ async def decide(
     if not in_group and rule.group_wait > timedelta(0) and alert.created_at + rule.group_wait > now:
         return Decision(Action.WAIT, rule, alert.created_at + rule.group_wait, "waiting for its group")
     return Decision(Action.SEND, rule)
+
+
+async def decide_now(
+    conn: asyncpg.Connection, alert: Alert, rule: Rule, now: datetime, *, in_group: bool = False
+) -> Decision:
+    """``decide`` with its evidence read for this one alert (a group's riders)."""
+    mute = await muted(conn, alert, now)
+    cooldown = None
+    if mute is None and rule.cooldown > timedelta(0):
+        cooldown = await delivery_log.last_sent(conn, rule.id, alert, now - rule.cooldown)
+    return decide(alert, rule, now, mute, cooldown, in_group=in_group)
 
 
 def by_channel(decisions: Iterable[Decision]) -> dict[int, tuple[ChannelRow, Decision]]:

@@ -96,7 +96,8 @@ async def _publish(conn: asyncpg.Connection, event_type: str, alert_id: int, ale
     await events.publish(conn, tenant_id, event_type, data)
 
 
-_SELECT = (
+# An Alert's columns; db/routing.py's load query reads alerts through it too.
+SELECT_ALERT = (
     "SELECT a.id, a.user_id, u.tenant_id, u.display_name AS patient, a.category, a.severity, a.metric,"
     " a.title, a.body, a.observed_value, a.threshold, a.recorded_at, a.created_at, a.status, a.routed_at,"
     " a.acknowledged_at, a.acknowledged_by"
@@ -105,13 +106,13 @@ _SELECT = (
 
 
 async def get(conn: asyncpg.Connection, alert_id: int) -> Alert | None:
-    row = await conn.fetchrow(_SELECT + " WHERE a.id = $1", alert_id)
+    row = await conn.fetchrow(SELECT_ALERT + " WHERE a.id = $1", alert_id)
     return Alert(**dict(row)) if row else None
 
 
 async def get_many(conn: asyncpg.Connection, alert_ids: list[int]) -> list[Alert]:
     """The alerts that exist among ``alert_ids``, in id order."""
-    rows = await conn.fetch(_SELECT + " WHERE a.id = ANY($1::bigint[]) ORDER BY a.id", alert_ids)
+    rows = await conn.fetch(SELECT_ALERT + " WHERE a.id = ANY($1::bigint[]) ORDER BY a.id", alert_ids)
     return [Alert(**dict(r)) for r in rows]
 
 

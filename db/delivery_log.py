@@ -141,19 +141,103 @@ async def start_attempts(
         return Attempt(log_ids)
 
 
-async def finish_attempts(conn: asyncpg.Connection, log_ids: Sequence[int], outcome: Outcome) -> None:
-    """Close the attempts of one send with its outcome."""
-    await conn.execute(
-        "UPDATE notification_logs SET status = $2, error_class = $3, detail = $4, http_status = $5,"
-        " latency_ms = $6, retry_after_s = $7, finished_at = now() WHERE id = ANY($1::bigint[])",
-        list(log_ids),
-        outcome.status,
-        outcome.error_class,
-        outcome.detail,
-        outcome.http_status,
-        outcome.latency_ms,
-        outcome.retry_after_s,
-    )
+# Starts the lead attempt on each (channel, rule) of one alert in one statement: the channel's
+# state, the close of an abandoned attempt and the insert, with send_id = id from one nextval.
+#
+# One statement has one snapshot, taken before it waits for the alert's lock, so it may miss an
+# attempt another worker committed meanwhile.  The attempt number guards that: attempts of an
+# (alert, channel, purpose) are numbered 1, 2, 3... by max + 1 under a unique key, so a row this
+# snapshot misses holds exactly the number it would take.  The insert then fails on the key,
+# and ``start_many`` runs the statement again with a new snapshot, which sees the other attempt.
+_START_MANY = (
+    "WITH want AS (SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS w(channel_id, rule_id)),"
+    " locked AS MATERIALIZED (SELECT id FROM alerts WHERE id = $1 FOR UPDATE),"
+    " state AS MATERIALIZED (SELECT w.channel_id, w.rule_id, s.* FROM locked CROSS JOIN want w CROSS JOIN LATERAL ("
+    f"   SELECT coalesce(bool_or({SETTLED}), false) AS settled,"
+    "     max(l.created_at) FILTER (WHERE l.status = 'sending' AND l.created_at > now() - $5::interval)"
+    "       + $5::interval - now() AS lease_left,"
+    "     coalesce(max(l.attempt), 0) AS attempts"
+    "   FROM notification_logs l WHERE l.alert_id = $1 AND l.channel_id = w.channel_id AND l.purpose = $4) s),"
+    " go AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
+    "   FROM state st WHERE NOT st.settled AND st.lease_left IS NULL),"
+    # An older 'sending' row was left by a worker that died mid-send: close it as failed.
+    " closed AS (UPDATE notification_logs l SET status = 'failed', error_class = 'transient',"
+    "   detail = 'abandoned: the worker stopped mid-send', finished_at = now()"
+    "   FROM go WHERE l.alert_id = $1 AND l.channel_id = go.channel_id AND l.purpose = $4 AND l.status = 'sending'),"
+    " made AS (INSERT INTO notification_logs (id, send_id, alert_id, channel_id, purpose, rule_id, attempt, status)"
+    "   SELECT log_id, log_id, $1, channel_id, $4, rule_id, attempts + 1, 'sending' FROM go)"
+    " SELECT st.channel_id, st.settled, st.lease_left, go.log_id FROM state st LEFT JOIN go USING (channel_id)"
+)
+# Statements that lost the race for an attempt number in a row; each loss means another worker
+# logged an attempt, so a few suffice unless something is badly wrong.
+_START_TRIES = 5
+
+
+async def start_many(
+    conn: asyncpg.Connection,
+    alert_id: int,
+    targets: Sequence[tuple[int, int | None]],
+    *,
+    lease: timedelta,
+    purpose: str = "notify",
+) -> dict[int, Attempt]:
+    """``start_attempts`` for one alert on several (channel id, rule id) at once, without a
+    group: channel id → its Attempt, in one statement (one round trip, one commit).
+    Must run outside a transaction: a lost race is retried with a fresh snapshot."""
+    channel_ids = [c for c, _ in targets]
+    rule_ids = [r for _, r in targets]
+    for tries_left in range(_START_TRIES - 1, -1, -1):
+        try:
+            rows = await conn.fetch(_START_MANY, alert_id, channel_ids, rule_ids, purpose, lease)
+            break
+        except asyncpg.UniqueViolationError:
+            if not tries_left:
+                raise
+    found = {r["channel_id"]: r for r in rows}
+    attempts = {}
+    for channel_id in channel_ids:
+        row = found.get(channel_id)
+        if row is None or row["settled"]:  # no row: the alert is gone
+            attempts[channel_id] = Attempt()
+        elif row["lease_left"] is not None:
+            attempts[channel_id] = Attempt(in_flight_for=row["lease_left"])
+        else:
+            attempts[channel_id] = Attempt({alert_id: row["log_id"]})
+    return attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """``alerts.mark_routed``'s arguments, to write with the last attempt's outcome."""
+
+    alert_id: int
+    at: datetime | None = None
+    escalate_at: datetime | None = None
+
+
+_FINISH = (
+    "UPDATE notification_logs SET status = $2, error_class = $3, detail = $4, http_status = $5,"
+    " latency_ms = $6, retry_after_s = $7, finished_at = now() WHERE id = ANY($1::bigint[])"
+)
+# The same, and the alert marked routed (db.alerts.mark_routed) in the same statement: one commit.
+_FINISH_AND_ROUTE = (
+    f"WITH finished AS ({_FINISH})"
+    " UPDATE alerts SET routed_at = coalesce($9, now()), route_after = NULL, escalate_at = $10"
+    " WHERE id = $8 AND routed_at IS NULL"
+)
+
+
+async def finish_attempts(
+    conn: asyncpg.Connection, log_ids: Sequence[int], outcome: Outcome, *, routed: Routed | None = None
+) -> None:
+    """Close the attempts of one send with its outcome; with ``routed``, also mark the alert
+    routed, atomically (routing is done once this send is logged)."""
+    args = (list(log_ids), outcome.status, outcome.error_class, outcome.detail, outcome.http_status,
+            outcome.latency_ms, outcome.retry_after_s)  # fmt: skip
+    if routed is None:
+        await conn.execute(_FINISH, *args)
+    else:
+        await conn.execute(_FINISH_AND_ROUTE, *args, routed.alert_id, routed.at, routed.escalate_at)
 
 
 async def finish_attempt(conn: asyncpg.Connection, log_id: int, status: str, detail: str | None) -> None:
@@ -199,24 +283,52 @@ async def record_decision(
         return True
 
 
-async def last_sent(conn: asyncpg.Connection, rule_id: int, alert: Alert, since: datetime) -> asyncpg.Record | None:
-    """The latest delivery since ``since``, by the rule, of another alert of the same patient and
-    metric (the category when there is no metric) at least as severe: the cooldown's evidence."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT a.id AS alert_id, l.finished_at FROM notification_logs l JOIN alerts a ON a.id = l.alert_id"
-        " WHERE l.rule_id = $1 AND l.status = 'delivered' AND l.purpose = 'notify' AND l.finished_at > $2"
-        "   AND a.user_id = $3 AND a.id <> $4 AND coalesce(a.metric, a.category) = $5"
-        "   AND array_position($6::text[], a.severity) >= array_position($6::text[], $7)"
-        " ORDER BY l.finished_at DESC LIMIT 1",
-        rule_id,
-        since,
-        alert.user_id,
-        alert.id,
-        alert.metric or alert.category,
-        list(SEVERITIES),
-        alert.severity,
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """The cooldown's evidence: a rule's latest delivery of another alert of the patient and key."""
+
+    alert_id: int
+    finished_at: datetime
+
+
+def cooldown_sql(*, rule_id: str, since: str, severities: str, enabled: str = "true") -> str:
+    """A subquery over alias ``a`` (the alert): the latest delivery by the rule since ``since``
+    of another alert of ``a``'s patient with the same key (the metric, else the category), at
+    least as severe.  Columns ``alert_id``, ``finished_at``; no row when ``enabled`` is false.
+
+    It starts from the patient's alerts with that key (alerts_user_cooldown_key) and probes each
+    one's delivered rows (notification_logs_alert_sent), one LIMIT 1 lateral per alert: never the
+    rule's whole history, so its cost does not grow with the rule's traffic (migration 0015).
+    """
+    return (
+        "(SELECT o.id AS alert_id, s.finished_at FROM alerts o CROSS JOIN LATERAL ("
+        "   SELECT l.finished_at FROM notification_logs l WHERE l.alert_id = o.id"
+        f"   AND l.rule_id = {rule_id} AND l.status = 'delivered' AND l.purpose = 'notify' AND l.finished_at > {since}"
+        "   ORDER BY l.finished_at DESC LIMIT 1) s"
+        f" WHERE {enabled} AND o.user_id = a.user_id AND o.id <> a.id"
+        "   AND coalesce(o.metric, o.category) = coalesce(a.metric, a.category)"
+        f"   AND array_position({severities}::text[], o.severity)"
+        f"     >= array_position({severities}::text[], a.severity)"
+        " ORDER BY s.finished_at DESC LIMIT 1)"
     )
-    return row
+
+
+_LAST_SENT = (
+    "SELECT cd.alert_id, cd.finished_at FROM (SELECT $3::bigint AS id, $4::bigint AS user_id, $5::text AS metric,"
+    " $6::text AS category, $7::text AS severity) a"
+    " CROSS JOIN LATERAL " + cooldown_sql(rule_id="$1::bigint", since="$2::timestamptz", severities="$8") + " cd"
+)
+
+
+async def last_sent(conn: asyncpg.Connection, rule_id: int, alert: Alert, since: datetime) -> Cooldown | None:
+    """The latest delivery since ``since``, by the rule, of another alert of the same patient and
+    metric (the category when there is no metric) at least as severe: the cooldown's evidence.
+    Routing reads the same through db.routing.load; grouping asks here for each rider."""
+    row = await conn.fetchrow(
+        _LAST_SENT, rule_id, since, alert.id, alert.user_id, alert.metric, alert.category, alert.severity,
+        list(SEVERITIES),
+    )  # fmt: skip
+    return Cooldown(row["alert_id"], row["finished_at"]) if row else None
 
 
 async def give_up(conn: asyncpg.Connection, log_ids: Sequence[int]) -> None:

@@ -1,6 +1,11 @@
 """What routing reads: the rules that match an alert, each with the channels it notifies and
 escalates to, and the other alerts a grouped message may carry.  Rules are written in
-db/notification_rules.py."""
+db/notification_rules.py.
+
+``load`` reads everything one routing decision needs in one round trip: the alert, the silence
+and the critical alert that mute it, the matching rules with their channels, and each rule's
+cooldown evidence.  Delivery speed is mostly round trips (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from datetime import datetime, time, timedelta
 
 import asyncpg
 
-from db.alerts import SEVERITIES, Alert
-from db.delivery_log import SETTLED
+from db.alerts import SELECT_ALERT, SEVERITIES, Alert
+from db.delivery_log import SETTLED, Cooldown, cooldown_sql
 from db.notification_channels import ChannelRow
+from db.silences import inhibiting_sql, silencing_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,86 @@ _MATCHES = (
     " AND (r.metrics IS NULL OR a.metric = ANY (r.metrics))"
     " AND array_position($2::text[], r.min_severity) <= array_position($2::text[], a.severity)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """An alert and what decides its routing now: ``silence_id`` (an active silence that
+    matches it), ``inhibitor_id`` (a critical alert that mutes it), its matching rules in id
+    order, and ``cooldowns``: rule id → the send that holds it back, for rules in cooldown."""
+
+    alert: Alert
+    silence_id: int | None
+    inhibitor_id: int | None
+    rules: tuple[Rule, ...]
+    cooldowns: dict[int, Cooldown]
+
+
+_ALERT_FIELDS = tuple(Alert.__dataclass_fields__)
+
+# One row per matching rule (one row with NULL rule columns when none matches).  A rule's
+# channels come as parallel arrays in id order; the alert's columns repeat on every row.
+_LOAD = (
+    "SELECT a.*, " + silencing_sql("$3::timestamptz") + " AS silence_id, " + inhibiting_sql("$4") + " AS inhibitor_id,"
+    " r.id AS rule_id, r.tenant_id AS rule_tenant_id, r.name AS rule_name,"
+    " coalesce(owner.timezone, team.timezone, 'UTC') AS rule_timezone, r.quiet_start, r.quiet_end, r.cooldown,"
+    " r.group_wait, r.escalate_after, ch.ids AS channel_ids, ch.purposes, ch.kinds, ch.labels, ch.configs,"
+    " cd.alert_id AS cooldown_alert_id, cd.finished_at AS cooldown_sent_at"
+    f" FROM ({SELECT_ALERT} WHERE a.id = $1) a"
+    " LEFT JOIN notification_rules r ON "
+    + _MATCHES.replace("u.tenant_id", "a.tenant_id")
+    + " LEFT JOIN users owner ON owner.id = r.owner_user_id"
+    " LEFT JOIN care_teams team ON team.id = r.care_team_id"
+    " LEFT JOIN LATERAL (SELECT array_agg(c.id ORDER BY c.id, rc.purpose) AS ids,"
+    "   array_agg(rc.purpose ORDER BY c.id, rc.purpose) AS purposes,"
+    "   array_agg(c.kind ORDER BY c.id, rc.purpose) AS kinds,"
+    "   array_agg(c.label ORDER BY c.id, rc.purpose) AS labels,"
+    "   array_agg(c.config_sealed ORDER BY c.id, rc.purpose) AS configs"
+    "   FROM notification_rule_channels rc JOIN notification_channels c ON c.id = rc.channel_id"
+    "   WHERE rc.rule_id = r.id AND c.enabled AND c.tenant_id = a.tenant_id) ch ON true"
+    " LEFT JOIN LATERAL "
+    + cooldown_sql(
+        rule_id="r.id", since="$3::timestamptz - r.cooldown", severities="$2", enabled="r.cooldown > interval '0'"
+    )
+    + " cd ON true"
+    " ORDER BY r.id"
+)
+
+
+async def load(conn: asyncpg.Connection, alert_id: int, now: datetime, inhibit_window: timedelta) -> Routing | None:
+    """The alert and what decides its routing at ``now`` (one statement), or None when it is gone.
+
+    Rules are those of ``rules_for``; a rule's cooldown evidence is ``delivery_log.last_sent``'s.
+    """
+    rows = await conn.fetch(
+        _LOAD,
+        alert_id,
+        list(SEVERITIES),
+        now,
+        inhibit_window,
+    )
+    if not rows:
+        return None
+    first = rows[0]
+    alert = Alert(**{name: first[name] for name in _ALERT_FIELDS})
+    rules, cooldowns = [], {}
+    for row in rows:
+        if row["rule_id"] is None:
+            continue
+        channels = zip(row["channel_ids"] or (), row["purposes"] or (), row["kinds"] or (), row["labels"] or (),
+                       row["configs"] or (), strict=True)  # fmt: skip
+        mine = [(purpose, ChannelRow(cid, alert.tenant_id, kind, label, sealed))
+                for cid, purpose, kind, label, sealed in channels]  # fmt: skip
+        rule = Rule(
+            row["rule_id"], row["rule_tenant_id"], row["rule_name"], row["rule_timezone"], row["quiet_start"],
+            row["quiet_end"], row["cooldown"], row["group_wait"], row["escalate_after"],
+            channels=tuple(c for p, c in mine if p == "notify"),
+            escalation_channels=tuple(c for p, c in mine if p == "escalate"),
+        )  # fmt: skip
+        rules.append(rule)
+        if row["cooldown_alert_id"] is not None:
+            cooldowns[rule.id] = Cooldown(row["cooldown_alert_id"], row["cooldown_sent_at"])
+    return Routing(alert, first["silence_id"], first["inhibitor_id"], tuple(rules), cooldowns)
 
 
 async def rules_for(conn: asyncpg.Connection, alert: Alert) -> list[Rule]:

@@ -54,18 +54,37 @@ async def create(
     return silence_id
 
 
+# The two checks as correlated subqueries over alias ``a`` (the alert, with ``tenant_id``
+# joined from its user): routing's load query (db/routing.py) embeds them, so deciding an
+# alert costs one round trip.  ``now`` and ``window`` name the query's parameters.
+def silencing_sql(now: str) -> str:
+    """The id of a silence active at ``now`` that matches ``a`` (NULL matchers match anything)."""
+    return (
+        f"(SELECT s.id FROM silences s WHERE s.tenant_id = a.tenant_id AND s.starts_at <= {now}"
+        f" AND s.ends_at > {now} AND (s.patient_id IS NULL OR s.patient_id = a.user_id)"
+        " AND (s.category IS NULL OR s.category = a.category) AND (s.metric IS NULL OR s.metric = a.metric)"
+        " ORDER BY s.id LIMIT 1)"
+    )
+
+
+def inhibiting_sql(window: str) -> str:
+    """The id of an unresolved critical alert of ``a``'s patient and metric raised within
+    ``window`` of it; NULL for a critical alert or one without a metric."""
+    return (
+        "(SELECT i.id FROM alerts i WHERE a.severity <> 'critical' AND i.user_id = a.user_id"
+        " AND i.metric = a.metric AND i.severity = 'critical' AND i.id <> a.id AND i.status <> 'resolved'"
+        f" AND i.created_at BETWEEN a.created_at - {window}::interval AND a.created_at + {window}::interval"
+        " ORDER BY i.id LIMIT 1)"
+    )
+
+
+# An alert with its tenant, for the two checks above.
+_ALERT = "(SELECT x.*, u.tenant_id FROM alerts x JOIN users u ON u.id = x.user_id WHERE x.id = $1) a"
+
+
 async def silencing(conn: asyncpg.Connection, alert: Alert, now: datetime) -> int | None:
     """The id of a silence active at ``now`` that matches the alert, or None."""
-    found: int | None = await conn.fetchval(
-        "SELECT id FROM silences WHERE tenant_id = $1 AND starts_at <= $5 AND ends_at > $5"
-        " AND (patient_id IS NULL OR patient_id = $2) AND (category IS NULL OR category = $3)"
-        " AND (metric IS NULL OR metric = $4) ORDER BY id LIMIT 1",
-        alert.tenant_id,
-        alert.user_id,
-        alert.category,
-        alert.metric,
-        now,
-    )
+    found: int | None = await conn.fetchval(f"SELECT {silencing_sql('$2::timestamptz')} FROM {_ALERT}", alert.id, now)
     return found
 
 
@@ -74,14 +93,5 @@ async def inhibiting(conn: asyncpg.Connection, alert: Alert, window: timedelta) 
     ``window`` either side of this one; None for a critical alert or one without a metric."""
     if alert.severity == "critical" or alert.metric is None:
         return None
-    found: int | None = await conn.fetchval(
-        "SELECT id FROM alerts WHERE user_id = $1 AND metric = $2 AND severity = 'critical' AND id <> $3"
-        " AND status <> 'resolved' AND created_at BETWEEN $4::timestamptz - $5::interval"
-        " AND $4::timestamptz + $5::interval ORDER BY id LIMIT 1",
-        alert.user_id,
-        alert.metric,
-        alert.id,
-        alert.created_at,
-        window,
-    )
+    found: int | None = await conn.fetchval(f"SELECT {inhibiting_sql('$2')} FROM {_ALERT}", alert.id, window)
     return found

@@ -19,6 +19,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
 
+from channels import http
 from channels.context import DeploymentKeys
 from channels.webpush import Vapid
 from db import DbSettings, Keyring, Services, create_pool, open_services, push
@@ -66,7 +67,7 @@ class DaemonAsyncIO(AsyncIO):
 
 
 class ClosePools(Middleware):
-    """Closes the worker loop's pool before the AsyncIO middleware stops that loop."""
+    """Closes the worker loop's pool and HTTP session before the AsyncIO middleware stops that loop."""
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()
@@ -141,7 +142,9 @@ async def pool() -> asyncpg.Pool:
 
 
 async def close_pool() -> None:
-    """Close the pool of the running loop, if it has one."""
+    """Close the pool of the running loop, if it has one, and its channels' HTTP session
+    (channels.http keeps one per loop, with keep-alive): what the loop holds goes with it."""
+    await http.close_session()
     if _runtime is not None:
         found = _runtime.pools.pop(asyncio.get_running_loop(), None)
         if found is not None:

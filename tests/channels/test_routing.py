@@ -3,6 +3,7 @@ cooldown, grouping, escalation, silences and inhibition, retries, pruning, the d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from channels import CHANNELS, TransientDeliveryError
 from channels.base import Channel, Delivery, DeliveryStatus, Rendered
 from channels.quiet import quiet_until
 from channels.routing import escalate_alert, route_alert, send_test_message
-from db import alerts, deliveries, notification_channels, notification_rules, silences, sync_runs, tenants
+from db import alerts, deliveries, delivery_log, notification_channels, notification_rules, silences, sync_runs, tenants
 from db.alerts import Alert, NewAlert
+from db.migrate import migrate
+from db.sealing import Keyring
 from pipeline import actors, runtime
 from pipeline.reconciler import reconcile
 from pipeline.sync import record_failure
@@ -227,12 +230,14 @@ async def test_a_deferred_alert_goes_out_by_a_delayed_message_when_quiet_hours_e
     actors.notify.send(alert_id)
 
     async def delivered() -> list[Any]:
-        return clinic.sent("night")
+        # The log, not the sink: the sink has the message a moment before its row is finished.
+        async with clinic.pool.acquire() as conn:
+            rows = await deliveries.deliveries_for_alert(conn, alert_id)
+        return rows if len(rows) > 1 and rows[-1].status != "sending" else []
 
-    await eventually(delivered, timeout=20, what="the deferred alert")
-    async with clinic.pool.acquire() as conn:
-        rows = await deliveries.deliveries_for_alert(conn, alert_id)
+    rows = await eventually(delivered, timeout=20, what="the deferred alert")
     assert [r.status for r in rows] == ["deferred", "delivered"]
+    assert [a["alert_id"] for a in clinic.sent("night")] == [alert_id]
     assert rows[0].due_at is not None and rows[0].due_at == end.replace(microsecond=end.microsecond)
     assert rows[1].finished_at is not None and rows[1].finished_at >= rows[0].due_at
 
@@ -543,3 +548,205 @@ async def test_a_deferred_alert_waits_for_its_due_time_before_the_reconciler_res
     await pool.execute("UPDATE alerts SET route_after = now() - interval '1 hour' WHERE id = $1", alert_id)
     found = await reconcile(pool, runtime.current().settings)
     assert found.notifications >= 1
+
+
+# -- cost per delivery --------------------------------------------------------------------------
+
+
+async def test_a_delivery_to_one_channel_takes_three_statements_on_one_connection(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel])
+    warm_up, alert_id = await clinic.alert(metric="spo2"), await clinic.alert()
+    statements: list[str] = []
+    acquired = 0
+
+    async def count(conn: asyncpg.Connection) -> None:
+        nonlocal acquired
+        acquired += 1
+
+    # A pool of its own, so every statement of the delivery (and every acquire) is seen.
+    counted = await asyncpg.create_pool(
+        runtime.current().services.database_url, min_size=1, max_size=2, setup=count,
+        init=lambda conn: _log_queries(conn, statements),
+    )  # fmt: skip
+    try:
+        # The first use of a connection also asks for its settings and types: not per delivery.
+        await route_alert(counted, runtime.current().keyring, warm_up)
+        statements.clear()
+        acquired = 0
+        report = await route_alert(counted, runtime.current().keyring, alert_id)
+    finally:
+        await counted.close()
+
+    assert report.delivered == 1 and [a["alert_id"] for a in clinic.sent("ward")] == [warm_up, alert_id]
+    # The alert with its rules, silence, inhibition and cooldown; the claim; the outcome with
+    # routed_at; and the pool's one reset when the connection goes back.
+    resets = [q for q in statements if q.startswith("SELECT pg_advisory_unlock_all()")]
+    assert len(statements) - len(resets) == 3, statements
+    assert len(resets) == 1 and acquired == 1
+    row = await _alert_row(clinic.pool, alert_id)
+    assert row["routed_at"] is not None and await clinic.logs(alert_id) == [("ward", "notify", "delivered")]
+
+
+async def _log_queries(conn: asyncpg.Connection, into: list[str]) -> None:
+    conn.add_query_logger(lambda record: into.append(record.query))
+
+
+async def test_two_channels_are_claimed_in_one_statement_and_a_retry_sends_only_the_failed_one(
+    clinic: Clinic,
+) -> None:
+    ok = await clinic.channel("ok")
+    blocked = clinic.dir / "blocked.jsonl"
+    blocked.mkdir()
+    flaky = await clinic.channel("blocked")
+    await clinic.rule([ok, flaky])
+    alert_id = await clinic.alert()
+
+    with pytest.raises(TransientDeliveryError):
+        await clinic.route(alert_id)
+    assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is None
+    blocked.rmdir()
+    await clinic.route(alert_id)
+
+    assert [a["alert_id"] for a in clinic.sent("ok")] == [alert_id]
+    assert [a["alert_id"] for a in clinic.sent("blocked")] == [alert_id]
+    rows = await clinic.pool.fetch(
+        "SELECT channel_id, attempt, status, send_id = id AS leads FROM notification_logs WHERE alert_id = $1"
+        " ORDER BY id",
+        alert_id,
+    )
+    assert [(r["channel_id"], r["attempt"], r["status"], r["leads"]) for r in rows] == [
+        (ok, 1, "delivered", True),
+        (flaky, 1, "failed", True),
+        (flaky, 2, "delivered", True),
+    ]
+    assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
+
+
+async def test_an_alert_with_a_channel_in_flight_elsewhere_is_not_marked_routed(clinic: Clinic) -> None:
+    ward = await clinic.channel("ward")
+    pager = await clinic.channel("pager")
+    rule = await clinic.rule([ward, pager])
+    alert_id = await clinic.alert()
+    async with clinic.pool.acquire() as conn:
+        # Another worker is sending to the pager right now.
+        await delivery_log.start_many(conn, alert_id, [(pager, rule)], lease=timedelta(minutes=2))
+
+    with pytest.raises(TransientDeliveryError):
+        await clinic.route(alert_id)
+
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [alert_id] and clinic.sent("pager") == []
+    assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is None
+
+
+async def test_an_attempt_in_flight_is_not_claimed_twice_and_an_abandoned_one_is_closed(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    rule = await clinic.rule([channel])
+    alert_id = await clinic.alert()
+    lease = timedelta(minutes=2)
+
+    async with clinic.pool.acquire() as conn:
+        first = await delivery_log.start_many(conn, alert_id, [(channel, rule)], lease=lease)
+        again = await delivery_log.start_many(conn, alert_id, [(channel, rule)], lease=lease)
+        await conn.execute("UPDATE notification_logs SET created_at = now() - interval '3 minutes'")
+        after_lease = await delivery_log.start_many(conn, alert_id, [(channel, rule)], lease=lease)
+
+    assert list(first[channel].log_ids) == [alert_id] and first[channel].in_flight_for is None
+    assert again[channel].log_ids == {} and again[channel].in_flight_for is not None
+    assert list(after_lease[channel].log_ids) == [alert_id]
+    rows = await clinic.pool.fetch(
+        "SELECT attempt, status, detail FROM notification_logs WHERE alert_id = $1 ORDER BY attempt", alert_id
+    )
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "sending")]
+    assert rows[0]["detail"] == "abandoned: the worker stopped mid-send"
+
+
+async def test_concurrent_claims_of_one_channel_make_exactly_one_attempt(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    rule = await clinic.rule([channel])
+    alert_id = await clinic.alert()
+
+    async def claim() -> dict[int, delivery_log.Attempt]:
+        async with clinic.pool.acquire() as conn:
+            return await delivery_log.start_many(conn, alert_id, [(channel, rule)], lease=timedelta(minutes=2))
+
+    found = await asyncio.gather(*(claim() for _ in range(6)))
+
+    assert sum(bool(f[channel].log_ids) for f in found) == 1
+    assert await clinic.pool.fetchval("SELECT count(*) FROM notification_logs WHERE alert_id = $1", alert_id) == 1
+
+
+def _rows_read(plan: dict[str, Any], relation: str) -> int:
+    """Rows a plan read from ``relation``: returned and filtered out, over every loop."""
+    own = 0
+    if plan.get("Relation Name") == relation:
+        own = (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+    return own + sum(_rows_read(child, relation) for child in plan.get("Plans", ()))
+
+
+async def test_the_cooldown_query_stays_on_the_patients_alerts_when_the_log_was_analysed_empty(
+    fresh_db: str, keyring: Keyring
+) -> None:
+    # The bench's trap: statistics taken while the log was empty, then a rule with 10,000 sends.
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        await migrate(conn)
+        tenant_id = await tenants.ensure_tenant(conn, "plan", "Plan clinic")
+        channel = await notification_channels.create_channel(
+            conn, keyring, tenant_id=tenant_id, kind="console", label="c", config={"stdout": False}
+        )
+        rule = await notification_rules.create_rule(conn, tenant_id=tenant_id, name="all", channel_id=channel)
+        await conn.execute(
+            "INSERT INTO users (tenant_id, external_id, display_name)"
+            " SELECT $1, 'p' || g, 'Patient ' || g FROM generate_series(1, 1000) g",
+            tenant_id,
+        )
+        await conn.execute(
+            "INSERT INTO alerts (user_id, category, severity, metric, title, body, dedupe_key)"
+            " SELECT u.id, 'vitals', 'warning', 'm' || g, 't', 'b', u.id || '-' || g"
+            " FROM users u CROSS JOIN generate_series(1, 10) g WHERE u.tenant_id = $1",
+            tenant_id,
+        )
+        await conn.execute("VACUUM ANALYZE")
+        patient, lead = await conn.fetchrow("SELECT user_id, id FROM alerts WHERE metric = 'm1' ORDER BY id LIMIT 1")
+        # Every other alert was delivered by the rule in the last minutes.
+        await conn.execute(
+            "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
+            " SELECT id, $1, 'notify', $2, 1, 'delivered', now() - interval '1 minute' FROM alerts WHERE user_id <> $3",
+            channel,
+            rule,
+            patient,
+        )
+        alert = await alerts.get(conn, lead)
+        assert alert is not None
+        sql = delivery_log._LAST_SENT
+        args = (rule, "now() - interval '1 hour'", lead, patient, "'m1'", "'vitals'", "'warning'",
+                "ARRAY['info', 'warning', 'critical']")  # fmt: skip
+        await conn.execute("PREPARE cooldown (bigint, timestamptz, bigint, bigint, text, text, text, text[]) AS " + sql)
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            found = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE cooldown ({', '.join(map(str, args))})"
+            )
+            plan = json.loads(found)[0]["Plan"]
+            assert _rows_read(plan, "notification_logs") <= 10, (mode, found)
+            assert _rows_read(plan, "alerts") <= 20, (mode, found)
+        assert await delivery_log.last_sent(conn, rule, alert, datetime.now(UTC) - timedelta(hours=1)) is None
+
+        # A send for the same patient and metric is still found.
+        other = await conn.fetchval(
+            "INSERT INTO alerts (user_id, category, severity, metric, title, body, dedupe_key)"
+            " VALUES ($1, 'vitals', 'critical', 'm1', 't', 'b', 'again') RETURNING id",
+            patient,
+        )
+        await conn.execute(
+            "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
+            " VALUES ($1, $2, 'notify', $3, 1, 'delivered', now())",
+            other,
+            channel,
+            rule,
+        )
+        sent = await delivery_log.last_sent(conn, rule, alert, datetime.now(UTC) - timedelta(hours=1))
+        assert sent is not None and sent.alert_id == other
+    finally:
+        await conn.close()
