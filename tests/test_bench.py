@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bench import all as bench_all
 from tests.conftest import Servers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,3 +61,152 @@ def test_the_ingest_bench_runs_the_seed_the_ceiling_and_ours_and_judges_each_tar
     assert result.returncode == 0, result.stderr
     assert re.search(r"^first load\s+ours\s+.*\d+\.\d+x", result.stdout, re.M)
     assert len(re.findall(r"^\s+(PASS|MISS)\s+ours", result.stdout, re.M)) == 4
+
+
+# A Redis database of the fan-out bench's own (see tests/conftest.py for the numbers taken).
+FANOUT_REDIS_DB = 14
+
+
+@pytest.mark.timeout(120)
+def test_the_fanout_bench_delivers_through_real_workers_and_prints_the_ratio_to_apprise(servers: Servers) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/fanout.py", "--quick", "--database-url", servers.database_url,
+         "--redis-url", servers.redis(FANOUT_REDIS_DB)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^apprise\s+300 in .*; failed 0, missing 0, duplicates 0$", result.stdout, re.M)
+    assert re.search(r"^ours -p 1 300 in .* \d+\.\d+x Apprise ", result.stdout, re.M)
+    assert re.search(r"^\s+lost 0: .*; log rows: delivered 300$", result.stdout, re.M)
+    assert re.search(r"^target\s+(PASS|MISS) ours ≥ 1,000 deliveries/s", result.stdout, re.M)
+
+
+# The admin bench only reads the broker's keys (the Queues page), in a database number of its own.
+ADMIN_REDIS_DB = 12
+
+
+@pytest.mark.timeout(300)
+def test_the_admin_bench_times_every_console_page_against_its_target(servers: Servers) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/admin.py", "--quick", "--database-url", servers.database_url,
+         "--redis-url", servers.redis(ADMIN_REDIS_DB)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^data\s+10,000 metric rows, 1,000 sync runs", result.stdout, re.M)
+    verdicts = re.findall(
+        r"^(\w[\w ,+]*?)\s+\d+\.\d ms\s+\d+\.\d ms\s+300 ms\s+\d+\.\d\dx\s+(PASS|MISS)$", result.stdout, re.M
+    )
+    assert [page for page, _ in verdicts][:2] == ["queues", "sync runs"] and len(verdicts) == 12
+    assert re.search(r"^overall\s+every page p95 < 300 ms: (PASS|MISS)$", result.stdout, re.M)
+
+
+# The slash bench's app holds a broker (for /readyz and /sync): a Redis database number of its own.
+SLASH_REDIS_DB = 11
+
+
+@pytest.mark.timeout(120)
+def test_the_slash_bench_acks_signed_commands_open_loop_beside_a_bare_bolt_app(servers: Servers) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/slash.py", "--quick", "--database-url", servers.database_url,
+         "--redis-url", servers.redis(SLASH_REDIS_DB)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^load\s+/help at 50/s for 3 s per phase, open loop \(150 requests;", result.stdout, re.M)
+    latencies = r"\s+(?:\d+\.\d ms\s+){3}\d+ ms\s+"
+    assert re.search(rf"^bare idle{latencies}0\s+load ", result.stdout, re.M)
+    # Every signed command was acked in time, and every one was answered at its response_url.
+    assert re.search(rf"^ours idle{latencies}0\s+load .*; follow-ups 150/150;", result.stdout, re.M)
+    assert re.search(r"^ratio\s+ours/bare p99 idle: \d+\.\d\dx", result.stdout, re.M)
+    assert len(re.findall(r"^target\s+(PASS|MISS) ", result.stdout, re.M)) == 3
+
+
+# The end-to-end bench's workers take a Redis database number of their own.
+E2E_REDIS_DB = 15
+
+
+@pytest.mark.timeout(120)
+def test_the_e2e_bench_runs_the_pipeline_and_its_ceiling_through_the_procfile_workers(servers: Servers) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/e2e.py", "--quick", "--database-url", servers.database_url,
+         "--redis-url", servers.redis(E2E_REDIS_DB)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^layout\s+Procfile, one process each: sync -t 5, .*analytics -t 3", result.stdout, re.M)
+    for phase in ("pipeline", "ceiling"):
+        phase_line = rf"^{phase}\s+[\d,]+ users in \d+ round\(s\) of 50, .* users/min; .* p95 "
+        assert re.search(phase_line, result.stdout, re.M)
+    # Every run analysed, every warning delivered once, in both phases.
+    assert len(re.findall(r"^\s+alerts [\d,]+ .*; lost 0: ", result.stdout, re.M)) == 2
+    sink = r"^sink\s+console file: 0 delivered alert\(s\) missing, 0 duplicate line\(s\)$"
+    assert re.search(sink, result.stdout, re.M)
+    assert re.search(r"^ratio\s+pipeline / ceiling = \d+\.\d\d$", result.stdout, re.M)
+    assert len(re.findall(r"^target\s+(PASS|MISS) ", result.stdout, re.M)) == 2
+    found = bench_all.parse_result(result.stdout)
+    assert found is not None and found["bench"] == "e2e" and len(found["rows"]) == 4
+
+
+def canned_run(name: str, stdout: str, returncode: int = 0) -> bench_all.Run:
+    return bench_all.Run(name, [sys.executable, f"bench/{name}.py", "--quick"], returncode, 12.3, stdout,
+                         bench_all.parse_result(stdout) if returncode == 0 else None)  # fmt: skip
+
+
+def test_bench_all_renders_one_table_per_bench_from_result_lines_and_reports_the_ones_without() -> None:
+    measured = {
+        "bench": "upsert", "title": "Idempotent metric upsert", "date": "2026-11-22 14:00 UTC",
+        "machine": "nproc 2, a CPU", "size": "21,600 rows", "notes": ["a note"],
+        "rows": [{"case": "first load", "baseline": "0.64 s", "ours": "0.41 s", "ratio": "1.58x",
+                  "target": "≥ 1x", "result": "PASS"},
+                 {"case": "a | pipe", "baseline": "", "ours": "1", "ratio": "", "target": "", "result": "MISS"}],
+    }  # fmt: skip
+    runs = [
+        canned_run("upsert", "some output\nRESULT " + json.dumps(measured) + "\n"),
+        canned_run("fanout", "ours -p 1 300 in 1.0 s\n"),
+        canned_run("slash", "Traceback: boom\n", returncode=1),
+    ]
+    doc = bench_all.render(runs, quick=True, now=datetime(2026, 11, 22, 15, tzinfo=UTC))
+    assert doc.startswith("# Benchmarks\n") and "> **Quick run:**" in doc and "2026-11-22 15:00 UTC" in doc
+    assert "| [Idempotent metric upsert](#idempotent-metric-upsert) | 1 of 2 met | 12 s |" in doc
+    assert doc.count("| not measured |") == 2
+    assert "| Case | Baseline | Ours | Ratio | Target | Result |" in doc
+    assert "| first load | 0.64 s | 0.41 s | 1.58x | ≥ 1x | **PASS** |" in doc
+    assert "| a \\| pipe | – | 1 | – | – | **MISS** |" in doc
+    assert "**Machine.** nproc 2, a CPU." in doc and "- a note" in doc
+    # The method comes from the bench's docstring, without the paragraph on servers.
+    assert "Baseline is what the seed did" in doc and "CAREBEACON_BENCH_DATABASE_URL" not in doc
+    assert "`bench/fanout.py` printed no RESULT line" in doc and "ours -p 1 300 in 1.0 s" in doc
+    assert "`bench/slash.py` failed (exit status 1)" in doc and "Traceback: boom" in doc
+    assert "**How to reproduce:** `.venv/bin/python bench/upsert.py [--quick]" in doc
+
+
+@pytest.mark.timeout(120)
+def test_bench_all_runs_the_benches_it_is_given_and_writes_the_document_where_told(
+    servers: Servers, tmp_path: Path
+) -> None:
+    out = tmp_path / "benchmarks.md"
+    result = subprocess.run(
+        [sys.executable, "bench/all.py", "--quick", "--only", "upsert", "--out", str(out),
+         "--database-url", servers.database_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = out.read_text()
+    assert "## Idempotent metric upsert" in doc and "| stale rows after the 10%-changed replay | 2,160 | 0 |" in doc
+    assert "## E2E throughput" not in doc
