@@ -8,8 +8,9 @@ Actors are declared on ``runtime.DECLARED`` and moved onto the real broker by
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import dramatiq
@@ -27,6 +28,7 @@ from pipeline.sync import disconnect, record_failure, run_sync
 from pipeline.webhooks import settings as webhook_settings
 
 log = logging.getLogger(__name__)
+Routed = TypeVar("Routed")
 _broker = runtime.DECLARED
 
 # The error table: a provider that is down gets 3 more tries, backing off from 5 s; then the
@@ -96,21 +98,7 @@ NOTIFY_RETRIES = 8
     throws=(PermanentDeliveryError,),
 )
 async def notify(alert_id: int) -> None:
-    rt = runtime.current()
-    try:
-        routed = await route_alert(
-            await runtime.pool(),
-            rt.keyring,
-            alert_id,
-            rt.settings.delivery_lease,
-            keys=await runtime.deployment_keys(),
-            final=_last_try(NOTIFY_RETRIES),
-        )
-    except TransientDeliveryError as exc:
-        # Honour the peer's Retry-After when it gave one; otherwise Dramatiq's backoff applies.
-        if exc.retry_after:
-            raise dramatiq.Retry(delay=int(exc.retry_after * 1000)) from exc
-        raise
+    routed = await _route(route_alert, alert_id)
     # Quiet hours or a group wait: come back when they end.  The escalation timer: a delayed
     # message.  The reconciler re-sends either if Redis loses it.
     if routed.deferred_until is not None:
@@ -195,9 +183,17 @@ async def deliver_webhook(delivery_id: int) -> None:
 )
 async def escalate(alert_id: int) -> None:
     """A critical alert's escalation timer ran out: unless acknowledged, page the escalation channels."""
+    done = await _route(escalate_alert, alert_id)
+    if done.pending_until is not None:
+        _send_at(escalate, alert_id, done.pending_until)
+
+
+async def _route(route: Callable[..., Awaitable[Routed]], alert_id: int) -> Routed:
+    """Run ``route_alert`` or ``escalate_alert`` with the worker's settings and keys, honouring
+    a peer's Retry-After when it gave one; otherwise Dramatiq's backoff applies."""
     rt = runtime.current()
     try:
-        done = await escalate_alert(
+        return await route(
             await runtime.pool(),
             rt.keyring,
             alert_id,
@@ -209,8 +205,6 @@ async def escalate(alert_id: int) -> None:
         if exc.retry_after:
             raise dramatiq.Retry(delay=int(exc.retry_after * 1000)) from exc
         raise
-    if done.pending_until is not None:
-        _send_at(escalate, alert_id, done.pending_until)
 
 
 def _last_try(declared: int) -> bool:
