@@ -59,14 +59,18 @@ async def test_a_redis_killed_and_restarted_mid_burst_loses_no_run_alert_or_webh
         lost_messages = queued_messages(drill)
         drill.redis.flushall()  # the drill's own server: nobody else's keys are in it
         broker.kill()
-        killed_at, killed_db = time.monotonic(), await drill.pool.fetchval("SELECT now()")
+        killed_at = time.monotonic()
+        in_flight = await drill.pool.fetchval("SELECT array_agg(id) FROM sync_runs WHERE status = 'running'") or []
 
-        # Down until both workers lost their consumers, and a sync in flight finished with no
-        # broker to send its analysis to.
+        # Down until both workers lost their consumers and every sync in flight at the kill has
+        # finished with no broker to send its analysis to.  A worker may have acked its last
+        # sync between the flush and the kill, so none need be in flight.
         async def outage_felt() -> bool:
             lost_broker = all("Consumer encountered a connection error" in w.output() for w in workers)
-            since = await drill.pool.fetchval("SELECT count(*) FROM sync_runs WHERE finished_at > $1", killed_db)
-            return lost_broker and since > 0
+            still = await drill.pool.fetchval(
+                "SELECT count(*) FROM sync_runs WHERE id = ANY($1) AND status = 'running'", in_flight
+            )
+            return lost_broker and still == 0
 
         await eventually(outage_felt, timeout=20, what="the workers to feel Redis gone")
         broker.start()
@@ -115,6 +119,7 @@ async def test_a_redis_killed_and_restarted_mid_burst_loses_no_run_alert_or_webh
         "redis killed mid-burst",
         messages_lost_with_redis=sum(lost_messages.values()),
         redis_down_s=f"{down_for:.1f}",
+        syncs_in_flight_at_kill=len(in_flight),
         reconciled=reconciled(reconciler),
         readings_expected=compared.expected,
         readings_stored=compared.stored,
