@@ -1,7 +1,7 @@
 """Run every bench in bench/ and write docs/benchmarks.md from what they measured, in one run.
 
-    .venv/bin/python bench/all.py [--quick] [--only NAME,...] [--out PATH] [--database-url URL]
-        [--redis-url URL]
+    .venv/bin/python bench/all.py [--quick] [--only NAME,...] [--keep-others] [--out PATH]
+        [--database-url URL] [--redis-url URL]
 
 Each bench runs as a subprocess, one after the other (they would skew each other), at its
 default size, or its ``--quick`` size with ``--quick`` (a smoke run: the document then says so at
@@ -16,7 +16,8 @@ section per bench: the method (the paragraphs of the bench's docstring after its
 where its servers come from), the table of rows, the date, the size, the machine, and how to
 reproduce (the docstring's usage line and the exact command run here).  A bench that fails, or
 prints no RESULT line, gets its exit status and the tail of its output instead, so one broken
-bench never hides the others.
+bench never hides the others.  With ``--keep-others`` only the sections of the benches run are
+replaced (or added at the end) in the existing document, and the rest of it is kept.
 
 PostgreSQL comes from ``--database-url`` or CAREBEACON_BENCH_DATABASE_URL, and Redis from
 ``--redis-url`` or CAREBEACON_BENCH_REDIS_URL (a database number of the benches' own); each is
@@ -40,8 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 # The order they run in: the short ones first, so a broken setup shows early.
-BENCHES = ("upsert", "ingest", "analytics", "admin", "fanout", "slash", "e2e")
-TAKES_REDIS = frozenset({"admin", "fanout", "slash", "e2e"})
+BENCHES = ("upsert", "ingest", "analytics", "admin", "fanout", "slash", "frontdoor", "e2e")
+TAKES_REDIS = frozenset({"admin", "fanout", "slash", "frontdoor", "e2e"})
 COLUMNS = ("case", "baseline", "ours", "ratio", "target", "result")
 HEADINGS = ("Case", "Baseline", "Ours", "Ratio", "Target", "Result")
 TAIL_LINES = 25
@@ -238,6 +239,23 @@ def render(runs: list[Run], quick: bool, now: datetime | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def merge(existing: str, runs: list[Run]) -> str:
+    """``existing`` with the section of each run replaced (the one under the same ``## `` heading),
+    or added at the end when it has none; every other section, and the top, kept as they are."""
+    doc = existing.rstrip() + "\n"
+    for r in runs:
+        lines = section(r)
+        heading = lines[0] + "\n"
+        new = "\n".join(lines).rstrip() + "\n"
+        start = ("\n" + doc).find("\n" + heading)  # where the heading starts in doc
+        if start < 0:
+            doc += "\n" + new
+            continue
+        end = doc.find("\n## ", start + len(heading))
+        doc = doc[:start] + new + (doc[end:] if end >= 0 else "")
+    return doc
+
+
 def _anchor(title: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
     kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
@@ -250,6 +268,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", help=f"a comma-separated subset of {','.join(BENCHES)}")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="default docs/benchmarks.md")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per bench (default: none)")
+    parser.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="replace only the sections of the benches run in --out (or add them), keeping the rest of it",
+    )
     parser.add_argument("--database-url", default=os.environ.get("CAREBEACON_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("CAREBEACON_BENCH_REDIS_URL"))
     args = parser.parse_args(argv)
@@ -264,7 +287,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     args = parse()
     runs = [run(name, args) for name in args.benches]
-    args.out.write_text(render(runs, args.quick))
+    if args.keep_others and args.out.exists():
+        args.out.write_text(merge(args.out.read_text(), runs))
+    else:
+        args.out.write_text(render(runs, args.quick))
     print(f"wrote {args.out}: {sum(r.result is not None for r in runs)} of {len(runs)} bench(es) measured")
     return 0 if all(r.result is not None for r in runs) else 1
 

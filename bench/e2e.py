@@ -37,12 +37,8 @@ import contextlib
 import json
 import os
 import platform
-import re
-import secrets
-import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +49,6 @@ from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
@@ -62,11 +57,19 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers import postgres  # noqa: E402
+from servers import (  # noqa: E402
+    ProcessType,
+    Workers,
+    bench_env,
+    clear_queues,
+    create_database,
+    drop_database,
+    postgres,
+    procfile_workers,
+    redis_server,
+)
 
 from db import notification_channels, notification_rules  # noqa: E402
-from db.embedded import EmbeddedServices  # noqa: E402
-from db.migrate import migrate  # noqa: E402
 from db.sealing import Keyring  # noqa: E402
 from pipeline.providers.simulator import PROFILES, READING_TIME, issue_tokens  # noqa: E402
 
@@ -78,95 +81,6 @@ FULL_SECONDS, QUICK_SECONDS = 300.0, 3.0
 WARMUP_USERS = 100
 ANOMALY = {"metric": "resting_heart_rate", "value": 118}
 BENCH_APP = "e2e-bench"
-BIN = Path(sys.executable).parent
-
-
-# -- the workers: the Procfile's dramatiq lines --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProcessType:
-    name: str
-    args: list[str]  # after ``dramatiq pipeline.worker``
-
-    @property
-    def threads(self) -> str:
-        return self.args[self.args.index("--threads") + 1] if "--threads" in self.args else "?"
-
-
-def procfile_workers(path: Path = ROOT / "Procfile") -> list[ProcessType]:
-    """Every ``dramatiq pipeline.worker`` line of the Procfile, its leading VAR=value assignments
-    (METRICS_PORT) dropped: the bench's processes must not take the ports a deployment uses."""
-    found = []
-    for line in path.read_text().splitlines():
-        match = re.match(r"^([\w-]+):\s*(.+)$", line)
-        if not match:
-            continue
-        words = shlex.split(match.group(2))
-        while words and re.match(r"^\w+=", words[0]):
-            words.pop(0)
-        if words[:2] == ["dramatiq", "pipeline.worker"]:
-            found.append(ProcessType(match.group(1), words[2:]))
-    if not found:
-        raise SystemExit(f"no 'dramatiq pipeline.worker' line in {path}")
-    return found
-
-
-class Workers:
-    """One ``dramatiq pipeline.worker bench.e2e_actor …`` per process type, each in a session of
-    its own (so its CPU can be read by process group) and logging to its own file."""
-
-    def __init__(self, types: list[ProcessType], env: dict[str, str], scratch: Path) -> None:
-        self.types, self.logs, self.popens = types, [], []
-        for t in types:
-            log = scratch / f"worker-{t.name}.log"
-            with log.open("w") as sink:
-                self.popens.append(
-                    subprocess.Popen(
-                        [str(BIN / "dramatiq"), "pipeline.worker", "bench.e2e_actor", *t.args],
-                        cwd=ROOT,
-                        env=env,
-                        stdout=sink,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )  # fmt: skip
-                )
-            self.logs.append(log)
-
-    async def ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        for t, popen, log in zip(self.types, self.popens, self.logs, strict=True):
-            processes = int(t.args[t.args.index("--processes") + 1]) if "--processes" in t.args else os.cpu_count()
-            while log.read_text(errors="replace").count("ready for action") < (processes or 1):
-                if popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{t.name} workers did not start:\n{log.read_text(errors='replace')[-3000:]}")
-                await asyncio.sleep(0.1)
-
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each process type (every process of its group)."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        spent = dict.fromkeys((t.name for t in self.types), 0.0)
-        groups = {p.pid: t.name for t, p in zip(self.types, self.popens, strict=True)}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            name = groups.get(int(fields[2]))  # the process group
-            if name is not None:
-                spent[name] += (int(fields[11]) + int(fields[12])) / ticks
-        return spent
-
-    def stop(self) -> None:
-        for popen in self.popens:
-            if popen.poll() is None:
-                os.killpg(popen.pid, signal.SIGTERM)
-        for popen in self.popens:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(30)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(10)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -207,14 +121,8 @@ class Seeded:
 async def seed(admin_url: str, keyring: Keyring, users: int, alert_file: Path) -> Seeded:
     """A fresh database: one tenant, its users and simulator connections, their history, and a
     tenant-wide rule (defaults: warnings and up, 60-minute cooldown) to a console channel."""
-    name = f"cb_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     began = time.perf_counter()
+    url = await create_database(admin_url)
     now = datetime.now(UTC)
     day = sync_day(now)
     # Synced an hour into the day: the next sync's window (less the hour of overlap, from the
@@ -225,7 +133,6 @@ async def seed(admin_url: str, keyring: Keyring, users: int, alert_file: Path) -
     tokens = issue_tokens(now + timedelta(days=1))
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
         tenant_id = await conn.fetchval("INSERT INTO tenants (slug, name) VALUES ('bench', 'Bench') RETURNING id")
         await conn.copy_records_to_table(
             "users",
@@ -261,14 +168,6 @@ async def seed(admin_url: str, keyring: Keyring, users: int, alert_file: Path) -
         await conn.close()
     rows = users * len(PROFILES) * HISTORY_DAYS
     return Seeded(url, users, rows, time.perf_counter() - began, alert_file)
-
-
-async def drop_database(admin_url: str, url: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path.lstrip('/')} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 # -- rounds -------------------------------------------------------------------------------------
@@ -484,27 +383,6 @@ async def run_phases(pool: asyncpg.Pool, workers: Workers, users: int, seconds: 
 # -- the run ------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def redis_server(url: str | None, scratch: Path) -> Iterator[str]:
-    url = url or os.environ.get("CAREBEACON_BENCH_REDIS_URL")
-    if url:
-        yield url
-        return
-    embedded = EmbeddedServices(scratch / "redis").start(postgres=False, redis=True)
-    try:
-        yield embedded.redis_url
-    finally:
-        embedded.close()
-
-
-def clear_queues(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter("dramatiq:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @dataclass
 class Report:
     seeded: Seeded
@@ -528,17 +406,10 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
     load_start = os.getloadavg()[0]
     entry = Keyring.new_entry("bench")
     seeded = await seed(admin_url, Keyring.parse(entry), args.users, scratch / "alerts.jsonl")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CAREBEACON_", "DATABASE_", "REDIS_", "LOG_"))},
-        "DATABASE_URL": seeded.url,
-        "REDIS_URL": redis_url,
-        "CAREBEACON_SEAL_KEYS": entry,
-        "CAREBEACON_DATA_DIR": str(scratch / "data"),
-    }
-    env.pop("METRICS_PORT", None)
+    env = bench_env(seeded.url, redis_url, entry, scratch)
     clear_queues(redis_url)
     types = procfile_workers()
-    workers = Workers(types, env, scratch)
+    workers = Workers(types, env, scratch, modules=("bench.e2e_actor",))
     try:
         from pipeline import runtime
 
@@ -557,8 +428,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
         redis_version = redis.Redis.from_url(redis_url).info("server")["redis_version"]
         return Report(seeded, types, pg_version, redis_version, load_start, phases, missing, duplicates)
     except BaseException:
-        for log in workers.logs:  # what the workers said, before the scratch directory goes
-            print(f"# {log.name}:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+        print(workers.tails(), file=sys.stderr)  # what the workers said, before the scratch directory goes
         raise
     finally:
         workers.stop()

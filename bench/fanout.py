@@ -32,41 +32,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
+import json
 import multiprocessing
 import os
 import platform
 import re
 import resource
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
-import redis
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers import postgres  # noqa: E402
+from servers import (  # noqa: E402
+    ProcessType,
+    Workers,
+    bench_env,
+    clear_queues,
+    create_database,
+    drop_database,
+    postgres,
+    redis_server,
+)
 
 from db import notification_channels, notification_rules  # noqa: E402
-from db.embedded import EmbeddedServices  # noqa: E402
-from db.migrate import migrate  # noqa: E402
 from db.sealing import Keyring  # noqa: E402
 from pipeline.vocabulary import UNITS  # noqa: E402
 
@@ -76,7 +78,6 @@ FULL, QUICK = 10_000, 300
 WARMUP_PER_THREAD = 2
 BENCH_APP = "fanout-bench"
 TITLE = re.compile(rb"Bench alert #(\d+)")
-BIN = Path(sys.executable).parent
 
 
 # -- the sink: its own process, counting each message by the alert number in its title ----------
@@ -151,30 +152,6 @@ class Batch:
         return self.alerts * self.channels
 
 
-async def create_database(admin_url: str) -> str:
-    name = f"cb_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(admin_url: str, url: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path.lstrip('/')} WITH (FORCE)")
-    finally:
-        await admin.close()
-
-
 async def create_batch(
     conn: asyncpg.Connection, keyring: Keyring, run: str, alerts: int, channels: int, port: int, cooldown: int = 60
 ) -> Batch:
@@ -223,35 +200,6 @@ async def create_batch(
 
 
 # -- ours: real Dramatiq workers ----------------------------------------------------------------
-
-
-class Workers:
-    """``dramatiq pipeline.worker`` in a session of its own, logging to one file."""
-
-    def __init__(self, env: dict[str, str], processes: int, threads: int, log: Path) -> None:
-        self.processes, self.log = processes, log
-        args = [str(BIN / "dramatiq"), "pipeline.worker", "--processes", str(processes), "--threads", str(threads)]
-        with log.open("w") as sink:
-            self.popen = subprocess.Popen(
-                [*args, "--queues", "notifications"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    async def ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log.read_text(errors="replace").count("ready for action") < self.processes:
-            if self.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"workers did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-            await asyncio.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(10)
 
 
 @dataclass
@@ -316,13 +264,15 @@ async def run_ours(
     processes: int, threads: int, scratch: Path,
 ) -> Ours:  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    workers = Workers(env, processes, threads, scratch / f"workers-{batch.run}.log")
+    # The Procfile's notifications line, at the process and thread counts measured.
+    counts = ["--processes", str(processes), "--threads", str(threads)]
+    workers = Workers([ProcessType("notifications", [*counts, "--queues", "notifications"])], env, scratch / batch.run)
     try:
         await workers.ready()
         # Every thread opens its pool connections and imports on first use: not on the clock.
         await enqueue(warmup.first_id, warmup.last_id)
         if not await wait_routed(pool, http, port, warmup, 60):
-            raise RuntimeError(f"warm-up did not finish; see {workers.log}")
+            raise RuntimeError(f"warm-up did not finish:\n{workers.tails()}")
         load = os.getloadavg()[0]
         backends = await backend_cpu(pool)
         started = time.perf_counter()
@@ -336,7 +286,7 @@ async def run_ours(
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     worker_cpu = (cpu.ru_utime + cpu.ru_stime) - (before.ru_utime + before.ru_stime)
     if not done:
-        print(f"# ours -p {processes}: not all delivered in time; see {workers.log}", file=sys.stderr)
+        print(f"# ours -p {processes}: not all delivered in time\n{workers.tails()}", file=sys.stderr)
     undelivered = await pool.fetchval(
         "SELECT count(*) FROM alerts a CROSS JOIN notification_channels c"
         " WHERE a.id BETWEEN $1 AND $2 AND c.tenant_id = $3 AND NOT EXISTS (SELECT 1 FROM notification_logs l"
@@ -434,27 +384,6 @@ async def run_apprise(pool: asyncpg.Pool, http: aiohttp.ClientSession, port: int
 # -- the run ------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def redis_server(url: str | None, scratch: Path) -> Iterator[str]:
-    url = url or os.environ.get("CAREBEACON_BENCH_REDIS_URL")
-    if url:
-        yield url
-        return
-    embedded = EmbeddedServices(scratch / "redis").start(postgres=False, redis=True)
-    try:
-        yield embedded.redis_url
-    finally:
-        embedded.close()
-
-
-def clear_queues(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter("dramatiq:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @dataclass
 class Report:
     deliveries: int
@@ -471,14 +400,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
     keyring_entry = Keyring.new_entry("bench")
     keyring = Keyring.parse(keyring_entry)
     url = await create_database(admin_url)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CAREBEACON_", "DATABASE_", "REDIS_", "LOG_"))},
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url,
-        "CAREBEACON_SEAL_KEYS": keyring_entry,
-        "CAREBEACON_DATA_DIR": str(scratch / "data"),
-        "CAREBEACON_ALLOW_PRIVATE_DESTINATIONS": "true",
-    }
+    env = bench_env(url, redis_url, keyring_entry, scratch) | {"CAREBEACON_ALLOW_PRIVATE_DESTINATIONS": "true"}
     ctx = multiprocessing.get_context("spawn")
     ours_end, sink_end = ctx.Pipe()
     sink = ctx.Process(target=sink_main, args=(sink_end,), daemon=True)
@@ -570,6 +492,47 @@ def render(report: Report, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def result_line(report: Report, args: argparse.Namespace) -> str:
+    """The run as one ``RESULT {json}`` line, for bench/all.py to render into docs/benchmarks.md."""
+    apprise_per_s = statistics.median(b.per_s for b in report.baselines)
+    best = max(report.ours, key=lambda o: o.per_s)
+    lost = sum(o.lost for o in report.ours)
+    rows = [
+        {
+            "case": f"deliveries/s, workers -p {o.processes} -t {report.threads} (baseline: Apprise json://)",
+            "baseline": f"{apprise_per_s:,.0f}",
+            "ours": f"{o.per_s:,.0f}",
+            "ratio": f"{o.per_s / apprise_per_s:.2f}x",
+            "target": f"≥ {TARGET_PER_S:,}" if o is best else "",
+            "result": ("PASS" if o.per_s >= TARGET_PER_S else "MISS") if o is best else "",
+        }
+        for o in report.ours
+    ]
+    rows.append(
+        {
+            "case": "lost: no delivered row, missing at the sink, duplicates",
+            "baseline": f"{sum(b.failed + b.missing + b.duplicates for b in report.baselines)}",
+            "ours": f"{lost}",
+            "ratio": "",
+            "target": "0",
+            "result": "PASS" if lost == 0 else "MISS",
+        }
+    )
+    return "RESULT " + json.dumps(
+        {
+            "bench": "fanout",
+            "title": "Notification fan-out",
+            "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            "machine": f"nproc {os.cpu_count()}, {platform.processor() or platform.machine()},"
+            f" load average {os.getloadavg()[0]:.2f} at the end; PostgreSQL {report.pg_version}",
+            "size": f"{report.deliveries:,} deliveries ({report.channels} webhook channel(s) per alert),"
+            f" {args.repeat} repetition(s); the baseline is the median of its runs",
+            "rows": rows,
+        },
+        ensure_ascii=False,
+    )
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deliveries", type=int, default=FULL)
@@ -599,6 +562,7 @@ def main() -> None:
         with redis_server(args.redis_url, scratch) as redis_url:
             report = asyncio.run(measure(admin_url, redis_url, args, scratch))
     print(render(report, args))
+    print(result_line(report, args))
 
 
 if __name__ == "__main__":

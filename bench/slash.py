@@ -42,38 +42,44 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import math
 import multiprocessing
 import os
 import platform
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
-import redis
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers import postgres  # noqa: E402
+from servers import (  # noqa: E402
+    Workers,
+    bench_env,
+    clear_queues,
+    cpu_times,
+    create_database,
+    drop_database,
+    postgres,
+    process_cpu,
+    procfile_workers,
+    redis_server,
+)
 
-from db.embedded import EmbeddedServices  # noqa: E402
-from db.migrate import migrate  # noqa: E402
 from db.pool import connect  # noqa: E402
 
 SECRET = "bench-signing-secret-0123456789ab"
@@ -81,9 +87,8 @@ BOT_TOKEN = "xoxb-bench-0000"
 TEAM, USER, COMMAND = "TBENCH0001", "UBENCH0001", "/help"
 SLACK_DEADLINE_S = 3.0
 TARGET_IDLE_MS, TARGET_BUSY_MS, TARGET_RATIO = 10.0, 100.0, 1.5
-BIN = Path(sys.executable).parent
-# The Procfile's sync and analytics workers (one process each, their thread counts).
-WORKERS = (("sync", 5), ("analytics", 3))
+# The Procfile's process types that sync and analyse (one process each, their thread counts).
+BUSY_TYPES = ("sync", "analytics")
 BACKLOG = 24  # sync runs kept pending or running while busy: enough that no worker thread idles
 
 
@@ -219,42 +224,6 @@ async def _feeder(env: dict[str, str], connection_ids: list[int], pipe: Connecti
     runtime.stop()
 
 
-class Workers:
-    """The Procfile's sync and analytics workers, each ``dramatiq pipeline.worker`` in a session of its own."""
-
-    def __init__(self, env: dict[str, str], log: Path, nice: int = 0) -> None:
-        self.log = log
-        self.popens = []
-        with log.open("w") as sink:
-            for queue, threads in WORKERS:
-                args = ["nice", "-n", str(nice)] if nice else []
-                args += [str(BIN / "dramatiq"), "pipeline.worker", "--processes", "1", "--threads", str(threads)]
-                self.popens.append(
-                    subprocess.Popen(
-                        [*args, "--queues", queue], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )  # fmt: skip
-
-    async def ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log.read_text(errors="replace").count("ready for action") < len(self.popens):
-            if any(p.poll() is not None for p in self.popens) or time.monotonic() > deadline:
-                raise RuntimeError(f"workers did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-            await asyncio.sleep(0.2)
-
-    def stop(self) -> None:
-        for popen in self.popens:
-            if popen.poll() is None:
-                os.killpg(popen.pid, signal.SIGTERM)
-        for popen in self.popens:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(30)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(10)
-
-
 # -- the load generator (this process) -----------------------------------------------------------
 
 
@@ -315,25 +284,6 @@ class Phase:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
-
-
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far, or None off Linux."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies over all cores, or None off Linux."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
 
 
 async def fire(
@@ -423,30 +373,6 @@ async def completed_syncs(pool: asyncpg.Pool) -> int:
 # -- data and the run ----------------------------------------------------------------------------
 
 
-async def create_database(admin_url: str) -> str:
-    name = f"cb_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(admin_url: str, url: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path.lstrip('/')} WITH (FORCE)")
-    finally:
-        await admin.close()
-
-
 async def seed(conn: asyncpg.Connection, env: dict[str, str], busy_users: int) -> list[int]:
     """The clinic: TEAM bound to it, USER linked to a nurse; and ``busy_users`` simulator patients
     with 5-minute glucose for the workers.  Returns their connection ids."""
@@ -478,27 +404,6 @@ async def seed(conn: asyncpg.Connection, env: dict[str, str], busy_users: int) -
     return ids
 
 
-@contextlib.contextmanager
-def redis_server(url: str | None, scratch: Path) -> Iterator[str]:
-    url = url or os.environ.get("CAREBEACON_BENCH_REDIS_URL")
-    if url:
-        yield url
-        return
-    embedded = EmbeddedServices(scratch / "redis").start(postgres=False, redis=True)
-    try:
-        yield embedded.redis_url
-    finally:
-        embedded.close()
-
-
-def clear_queues(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter("dramatiq:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @dataclass
 class Report:
     pg_version: str
@@ -518,14 +423,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
     from db.sealing import Keyring
 
     url = await create_database(admin_url)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CAREBEACON_", "DATABASE_", "REDIS_", "LOG_"))},
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url,
-        "CAREBEACON_SEAL_KEYS": Keyring.new_entry("bench"),
-        "CAREBEACON_DATA_DIR": str(scratch / "data"),
-        "LOG_FORMAT": "json",
-    }
+    env = bench_env(url, redis_url, Keyring.new_entry("bench"), scratch) | {"LOG_FORMAT": "json"}
     ctx = multiprocessing.get_context("spawn")
     ends: list[Connection] = []
     procs: list[multiprocessing.process.BaseProcess] = []
@@ -570,7 +468,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
                 report.phases.append(await run_phase(http, "bare+inline idle", bare_inline, peer, args))
                 report.phases.append(await run_phase(http, "ours+inline idle", ours_inline, peer, args))
             if not args.quick:
-                workers = Workers(env, scratch / "workers.log", args.worker_nice)
+                workers = Workers(procfile_workers(BUSY_TYPES), env, scratch, nice=args.worker_nice)
                 await workers.ready()
                 spawn(feeder_main, env, connection_ids)
                 await asyncio.sleep(args.settle)  # first syncs (30 days each) under way on every thread
@@ -581,10 +479,12 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
         return report
     except BaseException:
         failed = True
-        for name in ("ours.log", "bare.log", "ours-inline.log", "bare-inline.log", "workers.log"):
+        for name in ("ours.log", "bare.log", "ours-inline.log", "bare-inline.log"):
             path = scratch / name
             if path.exists() and path.stat().st_size:
                 print(f"--- {name}\n{path.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        if workers is not None:
+            print(workers.tails(3000), file=sys.stderr)
         raise
     finally:
         for end in ends[::-1]:
@@ -605,6 +505,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
 
 def render(report: Report, args: argparse.Namespace) -> str:
     by_name = {p.name: p for p in report.phases}
+    busy = procfile_workers(BUSY_TYPES)
     lines = [
         f"date      {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"machine   nproc {os.cpu_count()}, {platform.processor() or platform.machine()},"
@@ -612,7 +513,7 @@ def render(report: Report, args: argparse.Namespace) -> str:
         f" at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; PostgreSQL {report.pg_version}",
         f"versions  Python {platform.python_version()}, slack-bolt {version('slack_bolt')},"
         f" slack-sdk {version('slack_sdk')}, aiohttp {version('aiohttp')}, dramatiq {version('dramatiq')}",
-        f"busy      {len(WORKERS)} worker processes ({', '.join(f'{q} -t {t}' for q, t in WORKERS)}),"
+        f"busy      {len(BUSY_TYPES)} worker processes ({', '.join(f'{t.name} -t {t.threads}' for t in busy)}),"
         f" nice {args.worker_nice}, {args.busy_users} simulator patients with 5-minute glucose, {BACKLOG} runs open"
         if not args.quick
         else "busy      no busy phase (--quick)",
@@ -669,6 +570,62 @@ def render(report: Report, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def result_line(report: Report, args: argparse.Namespace) -> str:
+    """The run as one ``RESULT {json}`` line, for bench/all.py to render into docs/benchmarks.md."""
+    by_name = {p.name: p for p in report.phases}
+    rows = []
+    for state, target in (("idle", TARGET_IDLE_MS), ("busy", TARGET_BUSY_MS)):
+        ours, bare = by_name.get(f"ours {state}"), by_name.get(f"bare {state}")
+        if ours is None or bare is None:
+            continue
+        ratio = ours.percentile(99) / bare.percentile(99)
+        rows += [
+            {
+                "case": f"{COMMAND} ack p50 / p95 / p99, {state} (baseline: bare Bolt)",
+                "baseline": " / ".join(f"{bare.percentile(q):.1f} ms" for q in (50, 95, 99)),
+                "ours": " / ".join(f"{ours.percentile(q):.1f} ms" for q in (50, 95, 99)),
+                "ratio": f"{ratio:.2f}x",
+                "target": f"p99 < {target:.0f} ms",
+                "result": verdict(ours.percentile(99) < target),
+            },
+            {
+                "case": f"p99 ours / bare Bolt, {state}",
+                "baseline": "",
+                "ours": f"{ratio:.2f}x",
+                "ratio": "",
+                "target": f"≤ {TARGET_RATIO}x",
+                "result": verdict(ratio <= TARGET_RATIO),
+            },
+        ]
+    ours_errors = sum(p.error_count for p in report.phases if p.name in ("ours idle", "ours busy"))
+    bare_errors = sum(p.error_count for p in report.phases if p.name in ("bare idle", "bare busy"))
+    rows.append(
+        {
+            "case": "errors: refused, not 200, or later than 3 s",
+            "baseline": f"{bare_errors}",
+            "ours": f"{ours_errors}",
+            "ratio": "",
+            "target": "0",
+            "result": verdict(ours_errors == 0),
+        }
+    )
+    phases = ", ".join(p.name for p in report.phases)
+    return "RESULT " + json.dumps(
+        {
+            "bench": "slash",
+            "title": "Slash-command acknowledgement",
+            "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            "machine": f"nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, load average"
+            f" {args.start_load[0]:.2f} at the start and {os.getloadavg()[0]:.2f} at the end;"
+            f" PostgreSQL {report.pg_version}",
+            "size": f"{COMMAND} at {args.rate:g}/s for {args.seconds:g} s per phase, open loop"
+            f" ({args.warmup:g} s warm-up each): {phases}",
+            "rows": rows,
+        },
+        ensure_ascii=False,
+    )
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -713,6 +670,7 @@ def main() -> None:
         with redis_server(args.redis_url, scratch) as redis_url:
             report = asyncio.run(measure(admin_url, redis_url, args, scratch))
     print(render(report, args))
+    print(result_line(report, args))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pipeline import runtime
 from tests.fakes.oura import FakeOura
 
 # Redis database numbers: 1 for in-process pipeline tests; subprocess tests take their own:
-# 2-4 and 9 the CLI tests, 10 the chat CLI tests, 11-12 and 14-15 the bench smoke tests,
+# 2-4 and 9 the CLI tests, 10 the chat CLI tests, 7, 11-12 and 14-15 the bench smoke tests,
 # 13 the resilience drills.
 PIPELINE_REDIS_DB = 1
 

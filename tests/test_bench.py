@@ -160,6 +160,39 @@ def test_the_e2e_bench_runs_the_pipeline_and_its_ceiling_through_the_procfile_wo
     assert found is not None and found["bench"] == "e2e" and len(found["rows"]) == 4
 
 
+# The front-door bench's web process and sync worker take a Redis database number of their own.
+FRONTDOOR_REDIS_DB = 7
+
+
+@pytest.mark.timeout(180)
+def test_the_frontdoor_bench_loads_ingest_and_whoop_pushes_open_loop_and_finds_every_reading_stored(
+    servers: Servers,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/frontdoor.py", "--quick", "--database-url", servers.database_url,
+         "--redis-url", servers.redis(FRONTDOOR_REDIS_DB)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^load\s+50/s for 3 s per phase, open loop \(150 requests;", result.stdout, re.M)
+    latencies = r"\s+(?:\d+\.\d ms\s+){3}\d+ ms\s+"
+    for phase in ("bare", "ingest", "webhook"):
+        assert re.search(rf"^{phase}{latencies}0\s+load ", result.stdout, re.M), phase
+    assert len(re.findall(r"^ratio\s+(ingest|webhook)/bare p99: \d+\.\d\dx", result.stdout, re.M)) == 2
+    # 200 batches of 10 (warm-up included), each reading a row of its own; every pushed account's
+    # week of recoveries (4 readings a day) stored by the sync worker, no sync run failed.
+    assert re.search(r"^stored\s+ingest: 2,000 rows of 2,000 readings accepted in 200 answers", result.stdout, re.M)
+    whoop = re.search(r"^stored\s+whoop: 1,400 rows of 1,400 expected \(50 accounts pushed\); sync runs: (.*);",
+                      result.stdout, re.M)  # fmt: skip
+    assert whoop is not None and "failed" not in whoop.group(1), result.stdout
+    assert re.search(r"^target\s+PASS every accepted reading stored \(lost 0\)$", result.stdout, re.M)
+    found = bench_all.parse_result(result.stdout)
+    assert found is not None and found["bench"] == "frontdoor" and len(found["rows"]) == 5
+
+
 def canned_run(name: str, stdout: str, returncode: int = 0) -> bench_all.Run:
     return bench_all.Run(name, [sys.executable, f"bench/{name}.py", "--quick"], returncode, 12.3, stdout,
                          bench_all.parse_result(stdout) if returncode == 0 else None)  # fmt: skip
@@ -191,6 +224,21 @@ def test_bench_all_renders_one_table_per_bench_from_result_lines_and_reports_the
     assert "`bench/fanout.py` printed no RESULT line" in doc and "ours -p 1 300 in 1.0 s" in doc
     assert "`bench/slash.py` failed (exit status 1)" in doc and "Traceback: boom" in doc
     assert "**How to reproduce:** `.venv/bin/python bench/upsert.py [--quick]" in doc
+
+
+def test_bench_all_keep_others_replaces_only_the_sections_of_the_benches_run() -> None:
+    measured = {"bench": "upsert", "title": "Idempotent metric upsert", "rows": [{"case": "new figure"}]}
+    existing = (
+        "# Benchmarks\n\nWritten by hand.\n\n## Idempotent metric upsert\n\nold figure\n\n"
+        "## Bulk ingest\n\nkept as it was\n"
+    )
+    merged = bench_all.merge(existing, [canned_run("upsert", "RESULT " + json.dumps(measured))])
+    assert merged.startswith("# Benchmarks\n\nWritten by hand.\n\n## Idempotent metric upsert\n")
+    assert "| new figure |" in merged and "old figure" not in merged
+    assert merged.count("## Idempotent metric upsert") == 1 and merged.endswith("## Bulk ingest\n\nkept as it was\n")
+    added = bench_all.merge(existing, [canned_run("fanout", "no result\n")])
+    assert "old figure" in added and added.rstrip().splitlines()[-1].startswith("**How to reproduce:**")
+    assert "`bench/fanout.py` printed no RESULT line" in added
 
 
 @pytest.mark.timeout(120)
