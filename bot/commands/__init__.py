@@ -43,7 +43,17 @@ Interface (what an adapter uses; everything here is frozen data or a coroutine)
    ``outcome.notice`` is an ephemeral refusal for the clicker.  ``card(conn, alert_id)`` draws an
    alert card (for posting alerts with buttons).
 
-5. Registration (Discord ``discord-register``, Slack manifest): ``COMMANDS`` maps a name to its
+5. Forms: before running a command, ``opens_form(name, args)`` (pure) says whether its reply
+   may be a form, so Discord can run it inside the initial response (a modal cannot follow a
+   deferral).  A Reply with ``form`` set is shown as a modal (Slack ``views.open`` with the
+   command's trigger_id; Discord type 9); its submission, the values by input key, goes to::
+
+       submitted = await submit(inv, pool, keyring, public_url, form_id, values)
+
+   ``submitted.errors`` (by input key) are shown under the inputs where the platform can
+   (Slack ``response_action: errors``), else ``submitted.reply`` lists them.
+
+6. Registration (Discord ``discord-register``, Slack manifest): ``COMMANDS`` maps a name to its
    ``CommandDef`` (name, summary ≤ 100 chars, ``params`` with name/description/required/
    choices/rest, ``access``); ``/help`` is generated from the same table.
 """
@@ -57,19 +67,25 @@ __all__ = [
     "ActionOutcome",
     "Button",
     "ChatIdentity",
+    "Choice",
     "CommandContext",
     "CommandDef",
     "Field",
+    "Form",
     "Image",
+    "Input",
     "Invocation",
     "Link",
     "Param",
     "Reply",
+    "Submitted",
     "act",
     "card",
+    "opens_form",
     "resolve",
     "run",
     "split_text",
+    "submit",
 ]
 
 import shlex
@@ -80,9 +96,12 @@ from bot.commands.actions import ActionOutcome, act, card
 from bot.commands.alerts import alerts
 from bot.commands.base import Action, Button, ChatIdentity, CommandContext, Field, Image, Invocation, Link, Reply
 from bot.commands.connect import connect
+from bot.commands.forms import Choice, Form, Input, Submitted
 from bot.commands.help import help_reply
-from bot.commands.registry import Access, CommandDef, Param, dispatch, resolve
+from bot.commands.registry import Access, CommandDef, Param, dispatch, dispatch_submit, resolve
+from bot.commands.rules import opens_form as rules_form
 from bot.commands.rules import rules
+from bot.commands.rules import submit as submit_rules
 from bot.commands.score import DOMAINS, score
 from bot.commands.sync import sync
 from db.sealing import Keyring
@@ -130,8 +149,14 @@ COMMANDS: dict[str, CommandDef] = {
             ),
             Access.LINKED,
             rules,
-            ("/rules add name=night channel=3 severity=critical quiet=22:00-07:00", "/rules pause 12"),
-        ),
+            (
+                "/rules add name=night channels=3 severity=critical quiet=22:00-07:00",
+                "/rules add (a form)",
+                "/rules pause 12",
+            ),
+            rules_form,
+            submit_rules,
+        ),  # fmt: skip
     )
 }
 
@@ -139,6 +164,20 @@ COMMANDS: dict[str, CommandDef] = {
 async def run(invocation: Invocation, pool: asyncpg.Pool, keyring: Keyring, public_url: str) -> Reply:
     """The reply to ``invocation`` (see the module docstring)."""
     return await dispatch(COMMANDS, invocation, pool, keyring, public_url)
+
+
+async def submit(
+    invocation: Invocation, pool: asyncpg.Pool, keyring: Keyring, public_url: str, form_id: str,
+    values: dict[str, str],
+) -> Submitted:  # fmt: skip
+    """A form's submission (see the module docstring); never raises for a user's mistake."""
+    return await dispatch_submit(COMMANDS, invocation, pool, keyring, public_url, form_id, values)
+
+
+def opens_form(command: str, args: tuple[str, ...]) -> bool:
+    """Whether ``/command args`` may answer with a form (pure: no database)."""
+    found = COMMANDS.get(command)
+    return found is not None and found.opens_form is not None and found.opens_form(args)
 
 
 def split_text(text: str) -> tuple[str, ...]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from db.sealing import Keyring
+
+if TYPE_CHECKING:
+    from bot.commands.forms import Form
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +108,8 @@ class Image:
 class Reply:
     """What a command or click answers.  Text is plain with ``*bold*`` only (both platforms
     render it); links go in ``links``, never inline.  ``ephemeral`` (the default): only the
-    invoker sees it."""
+    invoker sees it.  ``form`` set: open it as a modal instead of answering (the other parts
+    are the answer where a modal cannot open)."""
 
     title: str
     sections: tuple[str, ...] = ()
@@ -114,6 +119,7 @@ class Reply:
     links: tuple[Link, ...] = ()
     context: str | None = None  # a footer line
     ephemeral: bool = True
+    form: Form | None = None
 
     @property
     def fallback(self) -> str:

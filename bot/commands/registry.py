@@ -14,12 +14,14 @@ from enum import StrEnum
 import asyncpg
 
 from bot.commands.base import ChatIdentity, CommandContext, CommandError, Invocation, Reply, UsageError
+from bot.commands.forms import Submitted
 from db import audit, chat
 from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CommandContext], Awaitable[Reply]]
+SubmitHandler = Callable[[CommandContext, str, dict[str, str]], Awaitable[Submitted]]
 
 
 class Access(StrEnum):
@@ -48,6 +50,10 @@ class CommandDef:
     access: Access
     handler: Handler
     examples: tuple[str, ...] = ()
+    # Forms: which arguments open one (pure: the adapter asks before any database work), and
+    # what takes the submission (form id, values by input key).
+    opens_form: Callable[[tuple[str, ...]], bool] | None = None
+    submit: SubmitHandler | None = None
 
     @property
     def usage(self) -> str:
@@ -88,19 +94,10 @@ async def dispatch(
     found = commands.get(invocation.command)
     if found is None:
         return Reply("Unknown command", (f"There is no /{invocation.command}. Try /help.",))
-    if invocation.tenant_id is None:
-        return Reply(
-            "This workspace is not set up",
-            ("This Slack workspace or Discord server is not connected to a CareBeacon organisation."
-             " Ask your CareBeacon administrator to bind it.",),
-        )  # fmt: skip
     ctx = CommandContext(invocation, pool, keyring, public_url)
-    if found.access is Access.LINKED and invocation.user_id is None:
-        await _audit_denied(ctx, "not linked")
-        return Reply(
-            "Link your account first",
-            (f"/{found.name} needs a linked CareBeacon account. Type /connect to get a one-time link.",),
-        )
+    refused = await _refused(found, ctx)
+    if refused is not None:
+        return refused
     if len([p for p in found.params if p.required]) > len(invocation.args):
         return usage(found, "Missing argument.")
     try:
@@ -108,9 +105,49 @@ async def dispatch(
     except UsageError as exc:
         return usage(found, exc.message)
     except CommandError as exc:
-        if exc.audit_as is not None:
-            await _audit_denied(ctx, exc.message, action=exc.audit_as)
-        return Reply("Not allowed" if exc.audit_as else "Could not do that", (exc.message,))
+        return await _refusal(ctx, exc)
+
+
+async def dispatch_submit(
+    commands: dict[str, CommandDef], invocation: Invocation, pool: asyncpg.Pool, keyring: Keyring, public_url: str,
+    form_id: str, values: dict[str, str],
+) -> Submitted:  # fmt: skip
+    """A form's submission to the command its id names (``rules:…``), authorised and audited as
+    the typed command is; never raises for a user's mistake."""
+    found = commands.get(form_id.partition(":")[0])
+    if found is None or found.submit is None:
+        return Submitted(Reply("Unknown form", ("This form is not one of ours.",)))
+    ctx = CommandContext(invocation, pool, keyring, public_url)
+    refused = await _refused(found, ctx)
+    if refused is not None:
+        return Submitted(refused)
+    try:
+        return await found.submit(ctx, form_id, values)
+    except CommandError as exc:
+        return Submitted(await _refusal(ctx, exc))
+
+
+async def _refused(found: CommandDef, ctx: CommandContext) -> Reply | None:
+    """The refusal for an unbound workspace or an unlinked identity (audited), else None."""
+    if ctx.invocation.tenant_id is None:
+        return Reply(
+            "This workspace is not set up",
+            ("This Slack workspace or Discord server is not connected to a CareBeacon organisation."
+             " Ask your CareBeacon administrator to bind it.",),
+        )  # fmt: skip
+    if found.access is Access.LINKED and ctx.invocation.user_id is None:
+        await _audit_denied(ctx, "not linked")
+        return Reply(
+            "Link your account first",
+            (f"/{found.name} needs a linked CareBeacon account. Type /connect to get a one-time link.",),
+        )
+    return None
+
+
+async def _refusal(ctx: CommandContext, exc: CommandError) -> Reply:
+    if exc.audit_as is not None:
+        await _audit_denied(ctx, exc.message, action=exc.audit_as)
+    return Reply("Not allowed" if exc.audit_as else "Could not do that", (exc.message,))
 
 
 def usage(command: CommandDef, problem: str) -> Reply:

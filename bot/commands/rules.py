@@ -1,33 +1,38 @@
-"""/rules: list, add, edit, pause, resume and delete alert rules, with typed ``key=value`` forms.
+"""/rules: list, add, edit, pause, resume and delete alert rules, with typed ``key=value`` words or
+a form (``/rules add`` and ``/rules edit ID`` alone open a modal).
 
 A chat user manages the rules they own (``owner_user_id``) and those of care teams in which
-they act (clinician, nurse, coach); tenant-wide rules stay with the API.  Validation errors
-come back inline, naming the key.
+they act (clinician, nurse, coach); tenant-wide rules stay with the API.  Both ways run the
+same validation (``bot.commands.rule_form.check``); its errors come back inline, naming the key.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import time
 from typing import Any
 
 import asyncpg
 
+from bot.commands import rule_form
 from bot.commands.access import disclose, subject
 from bot.commands.base import CommandContext, Denied, Field, Reply, UsageError
+from bot.commands.forms import Submitted, rejected
 from db import notification_rules
-from db.alerts import SEVERITIES
 from db.care_teams import ACTING_ROLES
-
-ADD_KEYS = ("name", "channel", "severity", "patient", "team", "categories", "metrics", "quiet")
-EDIT_KEYS = ("name", "severity", "categories", "metrics", "quiet")
-_QUIET = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+from db.notification_channels import tenant_channels
 
 # The rules a user may manage: their own, or of a team they act in.
 _MANAGEABLE = (
     "r.tenant_id = $1 AND (r.owner_user_id = $2 OR r.care_team_id IN ("
     " SELECT care_team_id FROM care_team_members WHERE user_id = $2 AND role = ANY($3::text[])))"
 )
+_COLUMNS = {"name": "name", "min_severity": "min_severity", "metrics": "metrics", "categories": "categories",
+            "cooldown": "cooldown"}  # fmt: skip
+
+
+def opens_form(args: tuple[str, ...]) -> bool:
+    """True for ``add`` alone and ``edit ID`` alone: the adapter must be ready to show a modal."""
+    verb = args[0].lower() if args else ""
+    return (verb == "add" and len(args) == 1) or (verb == "edit" and len(args) == 2 and args[1].isdigit())
 
 
 async def rules(ctx: CommandContext) -> Reply:
@@ -40,12 +45,29 @@ async def rules(ctx: CommandContext) -> Reply:
             raise UsageError(f"/rules {verb} RULE_ID")
         return await _change(ctx, verb, int(args[1]))
     if verb == "add":
-        return await _add(ctx, _form(args[1:], ADD_KEYS))
+        if len(args) == 1:
+            return await _form(ctx, None)
+        return await _save(ctx, None, _typed(args[1:], rule_form.ADD_KEYS))
     if verb == "edit":
-        if len(args) < 3 or not args[1].isdigit():
-            raise UsageError("/rules edit RULE_ID key=value …")
-        return await _edit(ctx, int(args[1]), _form(args[2:], EDIT_KEYS))
+        if len(args) < 2 or not args[1].isdigit():
+            raise UsageError("/rules edit RULE_ID [key=value …]")
+        if len(args) == 2:
+            return await _form(ctx, int(args[1]))
+        return await _save(ctx, int(args[1]), _typed(args[2:], rule_form.EDIT_KEYS))
     raise UsageError(f"Unknown action {verb!r}: list, add, edit, pause, resume or delete.")
+
+
+async def submit(ctx: CommandContext, form_id: str, values: dict[str, str]) -> Submitted:
+    """A rules form sent back: ``rules:add`` or ``rules:edit:ID``, validated as typed words are."""
+    _, verb, raw_id = (form_id.split(":") + ["", ""])[:3]
+    if verb not in ("add", "edit") or (verb == "edit" and not raw_id.isdigit()):
+        return Submitted(Reply("Unknown form", ("This form is not one of ours. Type /rules to start again.",)))
+    allowed = rule_form.ADD_KEYS if verb == "add" else rule_form.EDIT_KEYS
+    form = {k: v for k, v in values.items() if k in allowed}
+    try:
+        return Submitted(await _save(ctx, int(raw_id) if verb == "edit" else None, form, via="form"))
+    except _Invalid as exc:
+        return rejected(rule_form.LABELS, exc.errors)
 
 
 async def _list(ctx: CommandContext) -> Reply:
@@ -89,83 +111,86 @@ async def _change(ctx: CommandContext, verb: str, rule_id: int) -> Reply:
     return Reply(f"Rule #{rule_id} {done}")
 
 
-async def _add(ctx: CommandContext, form: dict[str, str]) -> Reply:
-    for key in ("name", "channel"):
-        if key not in form:
-            raise UsageError(f"{key}= is required: /rules add name=… channel=ID [severity=…]")
-    if not form["channel"].isdigit():
-        raise UsageError("channel= takes a channel id (an integer).")
-    values = _values(form)
+class _Invalid(UsageError):
+    """Values the database refuses (a channel of another tenant), by key."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(_sentence(errors))
+        self.errors = errors
+
+
+def _sentence(errors: dict[str, str]) -> str:
+    return " ".join(f"{key}= {message}." for key, message in errors.items())
+
+
+async def _form(ctx: CommandContext, rule_id: int | None) -> Reply:
+    """The add or edit form, as a Reply whose text says how to do it typed where no modal opens."""
+    assert ctx.invocation.user_id is not None
+    async with ctx.pool.acquire() as conn:
+        rule = None
+        if rule_id is not None:
+            await _manageable(ctx, conn, rule_id)
+            rule = await notification_rules.get_rule(conn, ctx.tenant_id, rule_id)
+        form = await rule_form.build(conn, ctx.tenant_id, ctx.invocation.user_id, rule)
+    typed = "/rules add name=… channels=ID …" if rule_id is None else f"/rules edit {rule_id} key=value …"
+    return Reply(form.title, (f"Or type it: {typed}",), form=form)
+
+
+async def _save(ctx: CommandContext, rule_id: int | None, form: dict[str, str], via: str = "typed") -> Reply:
+    """Add (``rule_id`` None) or edit a rule from checked strings.  Raises _Invalid (a UsageError
+    naming the keys) or Denied."""
+    values, errors = rule_form.check(form, adding=rule_id is None)
+    if errors:
+        raise _Invalid(errors)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        team_id = await _team(ctx, conn, form["team"]) if "team" in form else None
-        patient_id = (await subject(ctx, conn, form["patient"]))[0] if "patient" in form else None
-        owner = None if team_id is not None else ctx.invocation.user_id
-        try:
-            rule_id = await notification_rules.create_rule(
-                conn, tenant_id=ctx.tenant_id, name=form["name"], channel_id=int(form["channel"]),
-                owner_user_id=owner, care_team_id=team_id, patient_id=patient_id, **values,
-            )  # fmt: skip
-        except ValueError:
-            raise UsageError(f"channel={form['channel']}: no such channel in your organisation.") from None
-        await disclose(ctx, conn, "chat.rule_added", subject_type="notification_rule", subject_id=rule_id,
-                       ephemeral=True)  # fmt: skip
-    return Reply(f"Rule #{rule_id} added", (f"“{form['name']}” is on.",))
+        if rule_id is not None:
+            await _manageable(ctx, conn, rule_id)
+        if "channel_ids" in values:
+            foreign = set(values["channel_ids"]) - await tenant_channels(conn, ctx.tenant_id, values["channel_ids"])
+            if foreign:
+                raise _Invalid({"channels": f"no channel {', '.join(map(str, sorted(foreign)))} in your organisation"})
+        adding = rule_id is None
+        if rule_id is None:
+            rule_id = await _insert(ctx, conn, values)
+        else:
+            await _update(ctx, conn, rule_id, values)
+        await disclose(ctx, conn, "chat.rule_added" if adding else "chat.rule_edited", subject_type="notification_rule",
+                       subject_id=rule_id, ephemeral=True, details={"keys": sorted(form), "via": via})  # fmt: skip
+    detail = ", ".join(f"{k}={v.strip()}" for k, v in sorted(form.items()))
+    if adding:
+        return Reply(f"Rule #{rule_id} added", (f"“{values['name']}” is on.", detail))
+    return Reply(f"Rule #{rule_id} updated", (detail,))
 
 
-async def _edit(ctx: CommandContext, rule_id: int, form: dict[str, str]) -> Reply:
-    values = _values(form)
-    quiet = values.pop("quiet_hours", (None, None)) if "quiet" in form else None
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await _manageable(ctx, conn, rule_id)
-        await conn.execute(
-            "UPDATE notification_rules SET name = coalesce($2, name), min_severity = coalesce($3, min_severity),"
-            " categories = CASE WHEN $4 THEN $5 ELSE categories END, metrics = CASE WHEN $6 THEN $7 ELSE metrics END,"
-            " quiet_start = CASE WHEN $8 THEN $9 ELSE quiet_start END,"
-            " quiet_end = CASE WHEN $8 THEN $10 ELSE quiet_end END"
-            " WHERE id = $1",
-            rule_id, form.get("name"), values.get("min_severity"), "categories" in form, values.get("categories"),
-            "metrics" in form, values.get("metrics"), quiet is not None, quiet[0] if quiet else None,
-            quiet[1] if quiet else None,
-        )  # fmt: skip
-        await disclose(ctx, conn, "chat.rule_edited", subject_type="notification_rule", subject_id=rule_id,
-                       ephemeral=True, details={"keys": sorted(form)})  # fmt: skip
-    return Reply(f"Rule #{rule_id} updated", (", ".join(f"{k}={v}" for k, v in sorted(form.items())),))
+async def _insert(ctx: CommandContext, conn: asyncpg.Connection, values: dict[str, Any]) -> int:
+    team_id = await _team(ctx, conn, values["team"]) if "team" in values else None
+    patient_id = (await subject(ctx, conn, values["patient"]))[0] if "patient" in values else None
+    rule_id: int = await notification_rules.create_rule(
+        conn, tenant_id=ctx.tenant_id, name=values["name"], channel_ids=values["channel_ids"],
+        owner_user_id=None if team_id is not None else ctx.invocation.user_id, care_team_id=team_id,
+        patient_id=patient_id, **{k: values[k] for k in ("min_severity", "metrics", "categories", "quiet_hours",
+                                                         "cooldown") if k in values},
+    )  # fmt: skip
+    return rule_id
 
 
-def _form(words: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, str]:
+async def _update(ctx: CommandContext, conn: asyncpg.Connection, rule_id: int, values: dict[str, Any]) -> None:
+    columns = {column: values[key] for key, column in _COLUMNS.items() if key in values}
+    if "quiet_hours" in values:
+        columns["quiet_start"], columns["quiet_end"] = values["quiet_hours"] or (None, None)
+    await notification_rules.update_rule(conn, ctx.tenant_id, rule_id, columns, channel_ids=values.get("channel_ids"))
+
+
+def _typed(words: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, str]:
     """``key=value`` words into a dict; an unknown key or a bare word is a usage error."""
     form: dict[str, str] = {}
     for word in words:
         key, sep, value = word.partition("=")
+        key = rule_form.ALIASES.get(key, key)
         if not sep or key not in allowed:
             raise UsageError(f"{word!r}: expected key=value with key one of {', '.join(allowed)}.")
         form[key] = value
     return form
-
-
-def _values(form: dict[str, str]) -> dict[str, Any]:
-    """Typed values for create_rule/UPDATE; raises UsageError naming the key."""
-    values: dict[str, Any] = {}
-    if "severity" in form:
-        if form["severity"] not in SEVERITIES:
-            raise UsageError(f"severity= must be one of {', '.join(SEVERITIES)}.")
-        values["min_severity"] = form["severity"]
-    for key in ("categories", "metrics"):
-        if key in form:
-            values[key] = [v for v in form[key].split(",") if v] or None
-    if "quiet" in form:
-        if form["quiet"] in ("", "off"):
-            values["quiet_hours"] = None
-        else:
-            found = _QUIET.match(form["quiet"])
-            try:
-                if found is None:
-                    raise ValueError
-                h1, m1, h2, m2 = (int(g) for g in found.groups())
-                values["quiet_hours"] = (time(h1, m1), time(h2, m2))
-            except ValueError:
-                raise UsageError("quiet= takes HH:MM-HH:MM (e.g. 22:00-07:00) or off.") from None
-    return values
 
 
 async def _manageable(ctx: CommandContext, conn: asyncpg.Connection, rule_id: int) -> None:

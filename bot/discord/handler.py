@@ -8,6 +8,11 @@ endpoint.  Either then runs the rest with ``spawn``:
 * APPLICATION_COMMAND: deferred (type 5, ephemeral), then resolve → run through the command
   core and PATCH the reply over ``@original`` through the interaction webhook.  A reply that
   is not ephemeral goes as a public follow-up instead (a deferral's visibility is fixed).
+* A command that may answer with a form (``commands.opens_form``: ``/rules add``) runs before
+  the initial response, since a modal cannot follow a deferral: MODAL (type 9) with the form,
+  or the reply as an ephemeral message (type 4).  MODAL_SUBMIT (type 5) likewise: the core
+  validates it and the answer, or the errors by input, is an ephemeral message.  Either one
+  taking over ``BUTTON_BUDGET`` is deferred and its reply PATCHed when done.
 * MESSAGE_COMPONENT (alert buttons): the click is authorised and applied by the core's ``act``
   and answered inline: UPDATE_MESSAGE (type 7) with the redrawn card, or an ephemeral refusal.
   Should that take longer than ``BUTTON_BUDGET`` it is answered DEFERRED_UPDATE_MESSAGE (6)
@@ -46,6 +51,10 @@ class Interactions:
         """The initial response, and the work that follows it (None: nothing follows)."""
         if incoming.type == Type.PING:
             return {"type": Callback.PONG}, None
+        if incoming.type == Type.APPLICATION_COMMAND and commands.opens_form(incoming.command, self.args(incoming)):
+            return await self._soon(incoming, self._run(incoming))
+        if incoming.type == Type.MODAL_SUBMIT:
+            return await self._soon(incoming, self._submit(incoming))
         if incoming.type == Type.APPLICATION_COMMAND:
             deferred = {"type": Callback.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": {"flags": EPHEMERAL}}
             return deferred, self._command(incoming)
@@ -83,18 +92,54 @@ class Interactions:
     def identity(self, incoming: Incoming) -> ChatIdentity:
         return ChatIdentity("discord", incoming.guild_id, incoming.user_id)
 
-    async def _command(self, incoming: Incoming) -> None:
+    async def _run(self, incoming: Incoming) -> Reply:
         try:
             inv = await commands.resolve(
                 self.pool, self.identity(incoming), incoming.command, self.args(incoming),
                 response_url=self.rest.webhook_url(incoming.token), channel_id=incoming.channel_id,
                 request_id=incoming.id,
             )  # fmt: skip
-            reply = await commands.run(inv, self.pool, self.keyring, self.public_url)
+            return await commands.run(inv, self.pool, self.keyring, self.public_url)
         except Exception:
-            # The ack went out already: say something rather than leave "thinking…" forever.
+            # Say something rather than leave "thinking…" forever.
             log.exception("discord /%s failed (interaction %s)", incoming.command, incoming.id)
-            reply = FAILED
+            return FAILED
+
+    async def _submit(self, incoming: Incoming) -> Reply:
+        form_id = incoming.custom_id
+        try:
+            inv = await commands.resolve(self.pool, self.identity(incoming), form_id.partition(":")[0], (),
+                                         channel_id=incoming.channel_id, request_id=incoming.id)  # fmt: skip
+            submitted = await commands.submit(inv, self.pool, self.keyring, self.public_url, form_id,
+                                              incoming.submitted())  # fmt: skip
+            return submitted.reply  # the errors, when there are any, are listed in it
+        except Exception:
+            log.exception("discord form %s failed (interaction %s)", form_id, incoming.id)
+            return FAILED
+
+    async def _soon(self, incoming: Incoming, work: Coroutine[Any, Any, Reply]) -> tuple[Json, Later | None]:
+        """The reply of ``work`` as the initial response (a modal for a form, else an ephemeral
+        message), or a deferral and the reply PATCHed later when it takes over BUTTON_BUDGET."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=BUTTON_BUDGET)
+        if done:
+            reply = task.result()
+            if reply.form is not None:
+                return {"type": Callback.MODAL, "data": render.modal(reply.form)}, None
+            message = render.message(reply, ephemeral=True).payload
+            return {"type": Callback.CHANNEL_MESSAGE_WITH_SOURCE, "data": message}, None
+        deferred = {"type": Callback.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": {"flags": EPHEMERAL}}
+        return deferred, self._late_reply(incoming, task)
+
+    async def _late_reply(self, incoming: Incoming, task: asyncio.Future[Reply]) -> None:
+        # A form cannot follow a deferral: its reply says how to type the command instead.
+        try:
+            await self.rest.edit_original(incoming.token, render.message(await task, ephemeral=True))
+        except DiscordApiError as exc:
+            log.warning("discord reply not delivered (interaction %s): %s", incoming.id, exc)
+
+    async def _command(self, incoming: Incoming) -> None:
+        reply = await self._run(incoming)
         try:
             if reply.ephemeral:
                 await self.rest.edit_original(incoming.token, render.message(reply, ephemeral=True))

@@ -28,6 +28,7 @@ class Callback(IntEnum):
     DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE = 5
     DEFERRED_UPDATE_MESSAGE = 6
     UPDATE_MESSAGE = 7
+    MODAL = 9
 
 
 EPHEMERAL = 1 << 6
@@ -69,6 +70,17 @@ class Incoming:
     @property
     def custom_id(self) -> str:
         return str(self.data.get("custom_id", ""))
+
+    def submitted(self) -> dict[str, str]:
+        """A modal's text inputs by ``custom_id``: in action rows (type 1, ``components``), or in
+        labels (type 18, ``component``), as Discord sends either."""
+        found: dict[str, str] = {}
+        for row in self.data.get("components") or ():
+            inner = row.get("components") or ([row["component"]] if row.get("component") else [])
+            for part in inner:
+                if "custom_id" in part and isinstance(part.get("value"), str):
+                    found[str(part["custom_id"])] = part["value"]
+        return found
 
     def options(self) -> dict[str, str]:
         """A slash command's options by name, as strings (sub-commands are not used)."""

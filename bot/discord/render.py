@@ -1,5 +1,5 @@
 """A Reply as a Discord message: one embed (title, description, fields, colour, footer, image),
-buttons as components, and the PNG as an attachment.  Pure: no I/O.
+buttons as components, and the PNG as an attachment; a Form as a modal.  Pure: no I/O.
 
 Limits from Discord's reference: embed title 256, description 4096, 25 fields of name 256 and
 value 1024, footer 2048, 6000 characters in all; 5 action rows of 5 buttons; label 80,
@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.commands import Action, Reply
+from bot.commands import Action, Form, Reply
+from bot.commands.forms import DISCORD_INPUTS
 from bot.discord.interaction import EPHEMERAL
 
 Json = dict[str, Any]
@@ -65,6 +66,22 @@ def components(reply: Reply) -> list[Json]:
     ]
     buttons += [{"type": 2, "style": 5, "label": _clip(link.label, 80), "url": link.url} for link in reply.links]
     return [{"type": 1, "components": buttons[i : i + 5]} for i in range(0, min(len(buttons), 25), 5)]
+
+
+def modal(form: Form) -> Json:
+    """The data of a MODAL response (type 9): title ≤ 45, ``custom_id`` ≤ 100, and the form's
+    first five inputs as short text inputs (type 4), one per action row: label ≤ 45,
+    placeholder ≤ 100, value and max_length ≤ 4000.  Choices are named in the placeholder."""
+    rows = []
+    for one in form.inputs[:DISCORD_INPUTS]:
+        text: Json = {"type": 4, "custom_id": one.key, "style": 1, "label": _clip(one.label, 45),
+                      "required": one.required, "max_length": min(one.max_length, 4000)}  # fmt: skip
+        if one.hint:
+            text["placeholder"] = _clip(one.hint, 100)
+        if one.value:
+            text["value"] = one.value[: text["max_length"]]
+        rows.append({"type": 1, "components": [text]})
+    return {"custom_id": _clip(form.form_id, 100), "title": _clip(form.title, 45), "components": rows}
 
 
 def colour(reply: Reply) -> int:

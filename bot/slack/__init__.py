@@ -2,8 +2,10 @@
 
 Routes: ``POST /slack/events`` (slash commands, interactivity and events: one Request URL,
 signature checked by Bolt before anything is parsed), and with OAuth credentials
-``GET /slack/install`` and ``GET /slack/oauth_redirect``.  Without SLACK_SIGNING_SECRET and a
-token or OAuth credentials the front end is off, and ``setup`` logs why.
+``GET /slack/install`` and ``GET /slack/oauth_redirect``.  With SLACK_SOCKET_MODE=true the same
+app also (or, without a signing secret, only) takes them over Socket Mode, connected while the
+web app runs (``bot.slack.socket``).  Without SLACK_SIGNING_SECRET (or Socket Mode) and a token
+or OAuth credentials the front end is off, and ``setup`` logs why.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.slack import render
 from bot.slack.app import build
 from bot.slack.settings import SlackSettings
+from bot.slack.socket import lifecycle
 from bot.state import POOL
 from db.sealing import Keyring
 
@@ -33,12 +36,19 @@ def setup(app: web.Application, settings: SlackSettings, *, keyring: Keyring, pu
         return False
     bolt = build(settings, app[POOL], keyring, public_url)
     app[SLACK_APP] = bolt
-    app.router.add_post("/slack/events", _events)
+    if settings.socket_mode:
+        assert settings.app_token is not None
+        app.cleanup_ctx.append(lifecycle(bolt, settings.app_token))
+    # Never without a signing secret: Bolt would check signatures against an empty key.
+    if settings.signing_secret is not None:
+        app.router.add_post("/slack/events", _events)
     if bolt.oauth_flow is not None:
         app.router.add_get("/slack/install", _install)
         app.router.add_get("/slack/oauth_redirect", _oauth_redirect)
     mode = "OAuth install" if bolt.oauth_flow is not None else "single workspace (SLACK_BOT_TOKEN)"
-    log.info("Slack front end is on at /slack/events, %s", mode)
+    where = ["/slack/events"] if settings.signing_secret is not None else []
+    where += ["Socket Mode"] if settings.socket_mode else []
+    log.info("Slack front end is on at %s, %s", " and ".join(where), mode)
     return True
 
 

@@ -1,12 +1,16 @@
-"""The Bolt app: slash commands, alert buttons and lifecycle events, over the command core.
+"""The Bolt app: slash commands, alert buttons, modal submissions and lifecycle events, over the
+command core.  The same app serves HTTP (/slack/events) and Socket Mode.
 
-Every listener acks at once with an empty body (Slack shows nothing; the 3-second rule holds
-whatever the database does) and does its work in a lazy listener, answering through the
-request's response_url.  Slow work (/sync) is further handed to Dramatiq by the core.
+Commands and clicks are acked at once with an empty body (Slack shows nothing; the 3-second
+rule holds whatever the database does) and do their work in a lazy listener, answering through
+the request's response_url, or opening the core's form as a modal with the command's
+trigger_id.  Slow work (/sync) is further handed to Dramatiq by the core.  A modal submission
+is different: Slack takes its validation errors only in the ack, so the core checks it inline.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -15,6 +19,7 @@ import asyncpg
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -55,7 +60,8 @@ def build(settings: SlackSettings, pool: asyncpg.Pool, keyring: Keyring, public_
         )
         flow = AsyncOAuthFlow(client=web_client(settings), settings=oauth)
     bolt = AsyncApp(
-        signing_secret=settings.signing_secret,
+        # Empty in Socket Mode without HTTP: Bolt skips the check there, and /slack/events is not served.
+        signing_secret=settings.signing_secret or "",
         client=web_client(settings, settings.bot_token),
         oauth_flow=flow,
         # The ack runs inline and the lazy listeners still start after it, as tasks.  With False,
@@ -82,10 +88,13 @@ class Listeners:
         bolt.command(re.compile(r"^/"))(ack=_ack, lazy=[self.command])
         bolt.action(BUTTON_ACTIONS)(ack=_ack, lazy=[self.button])
         bolt.action(re.compile(r"^link-\d+$"))(_ack)  # URL buttons also send a click: nothing to do
+        bolt.view_submission(re.compile(r"^[a-z]+:"))(self.submitted)
         bolt.event("app_uninstalled")(self.uninstalled)
         bolt.event("tokens_revoked")(self.tokens_revoked)
 
-    async def command(self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond) -> None:
+    async def command(
+        self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
         name = str(body.get("command", "")).lstrip("/").removeprefix("cb-")
         identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
         request_id = str(body.get("trigger_id", ""))
@@ -99,7 +108,39 @@ class Listeners:
             # The ack went out already: say something rather than leave the user waiting.
             log.exception("slack /%s failed (request %s)", name, request_id)
             reply = commands.Reply("Something went wrong", ("It has been logged. Please try again later.",))
+        if reply.form is not None:
+            try:
+                view = render.modal(reply.form, body.get("channel_id"))
+                await client.views_open(trigger_id=body.get("trigger_id"), view=view)
+                return
+            except SlackApiError as exc:
+                # expired_trigger_id (over 3 s) and the like: the reply says how to type it instead.
+                log.warning("slack /%s form not opened (request %s): %s", name, request_id, exc.response.get("error"))
         await respond(**render.message(reply))
+
+    async def submitted(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        view = body.get("view") or {}
+        form_id = str(view.get("callback_id", ""))
+        identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
+        try:
+            channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+        except (ValueError, AttributeError):
+            channel = None
+        try:
+            inv = await commands.resolve(self.pool, identity, form_id.partition(":")[0], (),
+                                         channel_id=channel, request_id=str(view.get("id", "")))  # fmt: skip
+            outcome = await commands.submit(inv, self.pool, self.keyring, self.public_url, form_id, render.values(view))
+        except Exception:
+            log.exception("slack form %s failed (view %s)", form_id, view.get("id"))
+            failed = commands.Reply("Something went wrong", ("It has been logged. Please try again later.",))
+            await ack(response_action="update", view=render.done(failed))
+            return
+        shown = {b.get("block_id") for b in view.get("blocks") or ()}
+        errors = {key: message[:1].upper() + message[1:] for key, message in outcome.errors.items() if key in shown}
+        if errors:
+            await ack(response_action="errors", errors=errors)
+        else:
+            await ack(response_action="update", view=render.done(outcome.reply))
 
     async def button(self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond) -> None:
         action = (body.get("actions") or [{}])[0]

@@ -5,7 +5,10 @@
   ``payload_json`` and ``files[n]`` matching ``attachments[].id``; embeds within their limits,
   components as action rows of ≤ 5 buttons (a ``custom_id`` ≤ 100, or a ``url`` for style 5).
   ``app`` must be the application id; the token one the test handed out (``interaction``).
-* ``POST /api/v10/interactions/{id}/{token}/callback``: a known callback type and its data.
+* ``POST /api/v10/interactions/{id}/{token}/callback``: a known callback type and its data;
+  a MODAL (type 9) by ``modal_problems`` (receiving-and-responding, modal: ``custom_id`` ≤ 100,
+  title ≤ 45, 1–5 action rows each of one text input: type 4, style 1 or 2, label ≤ 45,
+  placeholder ≤ 100, value and lengths ≤ 4000).
 * ``PUT /api/v10/applications/{app}/commands`` and ``…/guilds/{guild}/commands`` (bulk
   overwrite, ``Authorization: Bot …``): a list of ≤ 100 CHAT_INPUT commands, names
   ``^[-_a-z0-9]{1,32}$``, descriptions 1–100, ≤ 25 options (required first), ≤ 25 choices.
@@ -95,6 +98,8 @@ class FakeDiscordApi(Peer):
             problems = [] if body.get("type") in (1, 4, 5, 6, 7, 8, 9) else ["unknown callback type"]
             if body.get("type") in (4, 7):
                 problems += message_problems(request, body.get("data") or {}, self.files)
+            if body.get("type") == 9:
+                problems += modal_problems(body.get("data") or {})
             return problems
         if (found := _COMMANDS.match(path)) is not None:
             problems = self._bot(request) + ([] if found[1] == APP_ID else ["another application"])
@@ -219,6 +224,29 @@ def message_problems(request: Received, body: dict[str, Any], files: dict[str, l
                 files.setdefault(request.path, []).append(data)
     elif attachments:
         problems.append("attachments without a multipart body")
+    return problems
+
+
+def modal_problems(modal: dict[str, Any]) -> list[str]:
+    problems = [] if 0 < len(modal.get("custom_id", "")) <= 100 else ["custom_id is 1 to 100 characters"]
+    if not 0 < len(modal.get("title", "")) <= 45:
+        problems.append("title is 1 to 45 characters")
+    rows = modal.get("components") or []
+    if not 0 < len(rows) <= 5:
+        problems.append("a modal holds 1 to 5 components")
+    for row in rows:
+        inputs = row.get("components") or []
+        if row.get("type") != 1 or len(inputs) != 1:
+            problems.append("each action row holds one text input")
+            continue
+        text = inputs[0]
+        if text.get("type") != 4 or text.get("style") not in (1, 2) or not 0 < len(text.get("custom_id", "")) <= 100:
+            problems.append("a text input is type 4, style 1 or 2, with a custom_id of 1 to 100")
+        if not 0 < len(text.get("label", "")) <= 45 or len(text.get("placeholder", "")) > 100:
+            problems.append("a text input's label is 1 to 45 characters, its placeholder at most 100")
+        longest = text.get("max_length", 4000)
+        if not 0 < longest <= 4000 or len(text.get("value", "")) > longest:
+            problems.append("a text input's max_length is 1 to 4000 and its value within it")
     return problems
 
 

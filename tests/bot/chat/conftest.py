@@ -142,13 +142,22 @@ class Sent:
     path: str  # of the response_url on the fake
 
 
-async def slash(client: TestClient, api: FakeSlackApi, team: str, user: str, command: str, text: str = "") -> Sent:
+def command_fields(api: FakeSlackApi, team: str, user: str, command: str, text: str = "",
+                   trigger_id: str | None = None) -> tuple[str, dict[str, str]]:  # fmt: skip
+    """A slash command's fields as Slack sends them (form-encoded over HTTP, a JSON object over
+    Socket Mode), and the path of its response_url on the fake."""
     path, url = api.response_url()
-    body = urlencode({
+    return path, {
         "token": "deprecated", "team_id": team, "team_domain": "clinic", "channel_id": "C0WARD",
         "channel_name": "ward", "user_id": user, "user_name": "someone", "command": command, "text": text,
-        "response_url": url, "trigger_id": f"1.2.{secrets.token_hex(4)}", "api_app_id": "A0APP",
-    })  # fmt: skip
+        "response_url": url, "trigger_id": trigger_id or f"1.2.{secrets.token_hex(4)}", "api_app_id": "A0APP",
+    }  # fmt: skip
+
+
+async def slash(client: TestClient, api: FakeSlackApi, team: str, user: str, command: str, text: str = "",
+                trigger_id: str | None = None) -> Sent:  # fmt: skip
+    path, fields = command_fields(api, team, user, command, text, trigger_id)
+    body = urlencode(fields)
     started = time.monotonic()
     response = await client.post("/slack/events", data=body, headers=signed(body))
     return Sent(response, time.monotonic() - started, path)
