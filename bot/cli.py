@@ -5,6 +5,7 @@ web      run the web app alone (the Procfile's web process)
 demo     run sync → score → alert → delivery once, print a summary, exit
 migrate  apply pending SQL migrations
 doctor   check configuration and reach Postgres and Redis
+providers  list every wearable provider: configured here, or what it needs
 reseal   re-encrypt every sealed secret under the first key of CAREBEACON_SEAL_KEYS
 sealkey  print a new key entry for CAREBEACON_SEAL_KEYS
 clock    run the scheduler alone (the Procfile's clock process)
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the whole flow once and print a summary")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("doctor", help="check configuration and connectivity")
+    sub.add_parser("providers", help="list the wearable providers: configured, or what each needs")
     sub.add_parser("reseal", help="re-encrypt sealed secrets under the current key")
     sealkey = sub.add_parser("sealkey", help="print a new CAREBEACON_SEAL_KEYS entry")
     sealkey.add_argument("--id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="key id (default kYYYYMMDD)")
@@ -127,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("carebeacon analyze: --min-pairs must be at least 4", file=sys.stderr)
                 return 2
             return run(args.input, args.timezone, args.age, args.min_pairs)
+        if args.command == "providers":
+            from bot.doctor import providers_report
+
+            print(providers_report(env))
+            return 0
         if args.command == "doctor":
             from bot.doctor import diagnose, report
 

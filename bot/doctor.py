@@ -85,6 +85,16 @@ def _providers(env: Env) -> Check:
     return Check("providers", True, ", ".join(listed))
 
 
+def providers_report(env: Env) -> str:
+    """``carebeacon providers``: one line per provider with its id, name, and whether it is
+    configured here or what it needs.  Raises SettingError for a malformed setting."""
+    lines = []
+    for provider in build_providers(env).values():
+        status = "configured" if provider.available else f"unavailable: {provider.unavailable_reason}"
+        lines.append(f"{provider.id:<13} {provider.display_name:<16} {status}")
+    return "\n".join(lines)
+
+
 async def _postgres(url: str, mode: str, kids: list[str]) -> list[Check]:
     try:
         conn = await asyncpg.connect(url, timeout=5)

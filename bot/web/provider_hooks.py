@@ -10,6 +10,7 @@ subscription handshake.  The checks themselves are ``pipeline.providers.push``.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -18,7 +19,7 @@ from bot.state import pool
 from bot.web.settings import WebSettings
 from db import connect_links
 from pipeline import triggers
-from pipeline.providers import PROVIDERS, push
+from pipeline.providers import PROVIDERS, junction, push
 from pipeline.providers.http import RestProvider
 from pipeline.providers.push import BadSignature, MalformedPush, PushEvent
 
@@ -44,6 +45,8 @@ async def _verified_event(request: web.Request, provider_id: str) -> PushEvent:
     """The push's event; raises BadSignature or MalformedPush.  Reads the raw body once: a
     signature covers the bytes as sent, not a re-serialised parse."""
     tolerance = settings(request).push_tolerance
+    if provider_id == "junction":
+        return await _junction_event(request, tolerance)
     if provider_id in SIGNED:
         secret = _client_secret(provider_id)
         if secret is None:
@@ -67,9 +70,21 @@ async def _verified_event(request: web.Request, provider_id: str) -> PushEvent:
     return push.parse_withings(form)
 
 
+async def _junction_event(request: web.Request, tolerance: timedelta) -> PushEvent:
+    """Junction's push, Svix-signed with the endpoint's ``whsec_`` secret (Libre events too:
+    Libre is read through Junction)."""
+    provider = PROVIDERS.get("junction")
+    secret = provider.webhook_secret if isinstance(provider, junction.Junction) else None
+    if secret is None:
+        raise BadSignature("JUNCTION_WEBHOOK_SECRET is not set here")
+    body = await request.read()
+    junction.verify_push(body, request.headers, secret, tolerance=tolerance)
+    return junction.parse_push(body)
+
+
 async def receive(request: web.Request) -> web.Response:
     provider_id = request.match_info["provider"]
-    if provider_id not in (*SIGNED, "withings"):
+    if provider_id not in (*SIGNED, "withings", "junction"):
         raise ApiError(404, "not_found", "this server takes no pushes from that provider")
     try:
         event = await _verified_event(request, provider_id)

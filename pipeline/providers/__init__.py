@@ -23,6 +23,7 @@ from db.env import Env
 from pipeline.errors import PermanentSyncError
 from pipeline.providers.base import Capabilities, Provider, Window
 from pipeline.providers.dexcom import Dexcom
+from pipeline.providers.junction import Junction, Libre
 from pipeline.providers.oura import Oura
 from pipeline.providers.simulator import Simulator
 from pipeline.providers.whoop import Whoop
@@ -39,6 +40,8 @@ def build_providers(env: Env = os.environ) -> dict[str, Provider]:
             Whoop.from_env(env),
             Dexcom.from_env(env),
             Withings.from_env(env),
+            Junction.from_env(env),
+            Libre.from_env(env),
         )
     }
 

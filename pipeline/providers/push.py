@@ -126,7 +126,7 @@ def _fresh(timestamp: str, now: datetime | None, tolerance: timedelta) -> None:
 
 
 def parse_whoop(body: bytes) -> PushEvent:
-    doc = _json_object(body)
+    doc = json_object(body)
     kind = doc.get("type")
     if kind not in WHOOP_TYPES:
         raise MalformedPush(f"type must be one of {', '.join(sorted(WHOOP_TYPES))}")
@@ -134,7 +134,7 @@ def parse_whoop(body: bytes) -> PushEvent:
 
 
 def parse_oura(body: bytes) -> PushEvent:
-    doc = _json_object(body)
+    doc = json_object(body)
     operation, data_type = doc.get("event_type"), doc.get("data_type")
     if operation not in OURA_OPERATIONS:
         raise MalformedPush(f"event_type must be one of {', '.join(sorted(OURA_OPERATIONS))}")
@@ -157,7 +157,8 @@ def parse_withings(form: Mapping[str, str]) -> PushEvent:
     return PushEvent("withings", user, f"appli {appli}", window=_epoch_window(form))
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; raises MalformedPush (400) for anything else."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
