@@ -142,9 +142,9 @@ COMMANDS: dict[str, CommandDef] = {
         CommandDef("alerts", "Open alerts and recent deliveries", (_PATIENT,), Access.LINKED, alerts),
         CommandDef(
             "rules",
-            "List, add, edit, pause, resume or delete alert rules",
+            "List, add, edit, pause, resume or delete alert rules; list their channels",
             (
-                Param("action", "what to do", choices=("list", "add", "edit", "pause", "resume", "delete")),
+                Param("action", "what to do", choices=("list", "channels", "add", "edit", "pause", "resume", "delete")),
                 Param("arguments", "rule id and/or key=value pairs", rest=True),
             ),
             Access.LINKED,

@@ -107,10 +107,13 @@ def _quiet(text: str) -> tuple[time, time] | None | bool:
 
 async def build(conn: asyncpg.Connection, tenant_id: int, user_id: int, rule: RuleRow | None) -> Form:
     """The add form (``rule`` None: defaults, and the care teams the user acts in) or the edit
-    form of ``rule``, pre-filled.  Channels are the tenant's enabled ones (a select shows 100)."""
+    form of ``rule``, pre-filled.  Channels are the tenant's, the rule's own first (a select
+    shows 100, and an edit must not drop one it did not show)."""
     channels = await conn.fetch(
-        "SELECT id, kind, label FROM notification_channels WHERE tenant_id = $1 AND enabled ORDER BY id LIMIT 100",
+        "SELECT id, kind, label || CASE WHEN enabled THEN '' ELSE ' (off)' END AS label FROM notification_channels"
+        " WHERE tenant_id = $1 ORDER BY id = ANY($2::bigint[]) DESC, enabled DESC, id LIMIT 100",
         tenant_id,
+        rule.channel_ids if rule else [],
     )
     ids = ", ".join(str(c["id"]) for c in channels[:5])
     inputs = [

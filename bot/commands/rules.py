@@ -40,6 +40,8 @@ async def rules(ctx: CommandContext) -> Reply:
     verb = args[0].lower() if args else "list"
     if verb == "list":
         return await _list(ctx)
+    if verb == "channels":
+        return await _channels(ctx)
     if verb in ("pause", "resume", "delete"):
         if len(args) != 2 or not args[1].isdigit():
             raise UsageError(f"/rules {verb} RULE_ID")
@@ -54,7 +56,7 @@ async def rules(ctx: CommandContext) -> Reply:
         if len(args) == 2:
             return await _form(ctx, int(args[1]))
         return await _save(ctx, int(args[1]), _typed(args[2:], rule_form.EDIT_KEYS))
-    raise UsageError(f"Unknown action {verb!r}: list, add, edit, pause, resume or delete.")
+    raise UsageError(f"Unknown action {verb!r}: list, channels, add, edit, pause, resume or delete.")
 
 
 async def submit(ctx: CommandContext, form_id: str, values: dict[str, str]) -> Submitted:
@@ -74,7 +76,8 @@ async def _list(ctx: CommandContext) -> Reply:
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT r.id, r.name, r.enabled, r.min_severity, t.name AS team,"
-            " (SELECT string_agg(c.kind || ' ' || c.label, ', ') FROM notification_rule_channels rc"
+            " (SELECT string_agg('#' || c.id || ' ' || c.kind || ' ' || c.label, ', ' ORDER BY c.id)"
+            "   FROM notification_rule_channels rc"
             "   JOIN notification_channels c ON c.id = rc.channel_id WHERE rc.rule_id = r.id) AS channels"
             f" FROM notification_rules r LEFT JOIN care_teams t ON t.id = r.care_team_id WHERE {_MANAGEABLE}"
             " ORDER BY r.id LIMIT 25",
@@ -86,7 +89,7 @@ async def _list(ctx: CommandContext) -> Reply:
                        ephemeral=True)  # fmt: skip
     if not rows:
         return Reply(
-            "Your alert rules", ("None you can manage. Add one: /rules add name=… channel=ID severity=warning",)
+            "Your alert rules", ("None you can manage. Add one: /rules add (a form), or /rules channels for ids.",)
         )
     fields = tuple(
         Field(
@@ -96,6 +99,26 @@ async def _list(ctx: CommandContext) -> Reply:
         for r in rows
     )
     return Reply("Your alert rules", fields=fields, context="/rules pause|resume|delete ID · /rules edit ID key=value")
+
+
+async def _channels(ctx: CommandContext) -> Reply:
+    """The tenant's channels a rule can send to, with the ids the typed form takes.  Labels and
+    kinds only: a channel's destination is a sealed secret and never leaves the API."""
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id, kind, label, enabled, disabled_reason FROM notification_channels WHERE tenant_id = $1"
+            " ORDER BY id LIMIT 25",
+            ctx.tenant_id,
+        )
+        await disclose(ctx, conn, "chat.channels_listed", subject_type="tenant", subject_id=ctx.tenant_id,
+                       ephemeral=True)  # fmt: skip
+    if not rows:
+        return Reply("Alert channels", ("Your organisation has none yet: an administrator adds them over the API.",))
+    fields = tuple(
+        Field(f"#{r['id']} {r['label']}", r["kind"] + ("" if r["enabled"] else f" (off: {r['disabled_reason']})"))
+        for r in rows
+    )
+    return Reply("Alert channels", fields=fields, context="/rules add name=… channels=ID[,ID] …")
 
 
 async def _change(ctx: CommandContext, verb: str, rule_id: int) -> Reply:

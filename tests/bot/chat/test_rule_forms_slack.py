@@ -219,3 +219,15 @@ async def test_an_expired_trigger_falls_back_to_a_message_saying_how_to_type_it(
     slack_api.problems["/api/views.open"].clear()  # the refusal was the point
 
     assert "/rules add name=" in text_of(reply) and trigger not in slack_api.views
+
+
+async def test_rules_channels_lists_the_tenants_channels_by_id_without_their_destinations(
+    client: TestClient, slack_api: FakeSlackApi, clinic: Clinic, other_clinic: Clinic
+) -> None:
+    sent = await slash(client, slack_api, clinic.team, clinic.patient.chat_user, "/rules", "channels")
+    (reply,) = await reply_at(slack_api, sent.path)
+
+    shown = text_of(reply)
+    assert f"#{clinic.channel_id} ward" in shown and "console" in shown
+    assert f"#{other_clinic.channel_id} " not in shown and "/dev/null" not in shown
+    assert reply["response_type"] == "ephemeral"
