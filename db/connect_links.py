@@ -1,16 +1,19 @@
 """Browser connect flows: one-time links, the OAuth flow behind them, and the connection it makes.
 
 A *connect link* (``create``/``consume``) is what a user is handed to open ``/connect/start``:
-random, single use, 15 minutes, bound to one user and one provider, kept as a hash.  The page
-then starts an OAuth *flow* (``start_flow``): an ``oauth_states`` row plus, where the provider
-takes PKCE, its verifier.  The callback ends it (``finish_flow``) and records the connection
-(``record_connection``): sealed tokens, the provider's id of the user (which push webhooks
-carry, so ``push_targets`` can find the connection) and a ``connection.created`` event.
+random, single use, 15 minutes, bound to one user and one provider, kept as a hash.  Opening
+it spends nothing (``confirmable``); the page's confirm button spends it (``consume_confirmed``,
+with the form token made for that page), then starts an OAuth *flow* (``start_flow``): an
+``oauth_states`` row plus, where the provider takes PKCE, its verifier.  The callback ends it
+(``finish_flow``) and records the connection (``record_connection``): sealed tokens, the
+provider's id of the user (which push webhooks carry, so ``push_targets`` can find the
+connection) and a ``connection.created`` event.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +26,10 @@ from db.oauth_states import _hash as _state_hash  # the one definition of how a 
 from db.sealing import Keyring
 
 LIFETIME = timedelta(minutes=15)
+
+
+class FormTokenMismatch(Exception):
+    """A confirm form whose token is not the link's: not posted from our page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,8 @@ class PushTarget:
     connection_id: int
     # A run of this connection is already waiting: a burst of events needs only that one.
     pending: bool
+    # That run's id (the oldest, when several wait), for widening it to a push's scope.
+    pending_run: int | None = None
 
 
 def _hash(token: str) -> bytes:
@@ -83,6 +92,30 @@ async def consume(conn: asyncpg.Connection, token: str) -> ConnectLink | None:
     if row is None or not row["live"]:
         return None
     return ConnectLink(row["user_id"], row["provider"])
+
+
+async def confirmable(conn: asyncpg.Connection, token: str) -> tuple[ConnectLink, str] | None:
+    """The live link ``token`` opens, without spending it, and the form token its confirm page
+    carries: made on the first look, the same on every later one (a preview fetching the link
+    first must not break the page the user opens).  None when unknown, used or expired."""
+    row = await conn.fetchrow(
+        "UPDATE connect_links SET form_token = coalesce(form_token, $2)"
+        " WHERE token_hash = $1 AND expires_at > now() RETURNING user_id, provider, form_token",
+        _hash(token),
+        secrets.token_urlsafe(32),
+    )
+    return (ConnectLink(row["user_id"], row["provider"]), row["form_token"]) if row else None
+
+
+async def consume_confirmed(conn: asyncpg.Connection, token: str, form_token: str) -> ConnectLink | None:
+    """``consume``, for the form token ``confirmable`` gave out for this link; raises
+    FormTokenMismatch, and the link stays, for any other (a form not posted from our page)."""
+    row = await conn.fetchrow("SELECT form_token FROM connect_links WHERE token_hash = $1 FOR UPDATE", _hash(token))
+    if row is None:
+        return None
+    if row["form_token"] is None or not hmac.compare_digest(row["form_token"].encode(), form_token.encode()):
+        raise FormTokenMismatch("the form token is not this link's")
+    return await consume(conn, token)
 
 
 async def start_flow(conn: asyncpg.Connection, user_id: int, provider: str, redirect_uri: str, *, pkce: bool) -> Flow:
@@ -137,10 +170,10 @@ async def push_targets(conn: asyncpg.Connection, provider: str, provider_user_id
     """The active connections a provider's push for ``provider_user_id`` concerns (more than one
     when several of our users connected the same account)."""
     rows = await conn.fetch(
-        "SELECT c.id, EXISTS (SELECT 1 FROM sync_runs r WHERE r.connection_id = c.id AND r.status = 'pending')"
-        " AS pending FROM connections c"
+        "SELECT c.id, (SELECT min(r.id) FROM sync_runs r WHERE r.connection_id = c.id AND r.status = 'pending')"
+        " AS pending_run FROM connections c"
         " WHERE c.provider = $1 AND c.provider_user_id = $2 AND c.status = 'active' ORDER BY c.id",
         provider,
         provider_user_id,
     )
-    return [PushTarget(r["id"], r["pending"]) for r in rows]
+    return [PushTarget(r["id"], r["pending_run"] is not None, r["pending_run"]) for r in rows]

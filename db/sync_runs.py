@@ -17,6 +17,16 @@ from db.metrics import UpsertCounts
 
 
 @dataclass(frozen=True, slots=True)
+class Scope:
+    """What a targeted run reads: ``start``..``end`` (both None: the run's own window) and only
+    the provider's collections in ``only`` (None: all of them)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    only: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SyncRun:
     id: int
     connection_id: int
@@ -24,13 +34,42 @@ class SyncRun:
     status: str
     attempts: int
     created_at: datetime
+    scope: Scope | None = None
 
 
-async def create(conn: asyncpg.Connection, connection_id: int, trigger: str) -> int:
+async def create(conn: asyncpg.Connection, connection_id: int, trigger: str, scope: Scope | None = None) -> int:
+    scope = scope or Scope()
     run_id: int = await conn.fetchval(
-        "INSERT INTO sync_runs (connection_id, trigger) VALUES ($1, $2) RETURNING id", connection_id, trigger
+        "INSERT INTO sync_runs (connection_id, trigger, scope_start, scope_end, scope_only)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        connection_id,
+        trigger,
+        scope.start,
+        scope.end,
+        sorted(scope.only) if scope.only is not None else None,
     )
     return run_id
+
+
+async def widen(conn: asyncpg.Connection, run_id: int, scope: Scope) -> bool:
+    """Make the pending run ``run_id`` read ``scope`` as well; False when it is no longer
+    pending (a worker took it: the caller needs a run of its own).  Either side unbounded
+    makes the result unbounded: a waiting ordinary run already covers any push."""
+    widened: int | None = await conn.fetchval(
+        "UPDATE sync_runs SET"
+        " scope_start = CASE WHEN scope_start IS NULL OR $2::timestamptz IS NULL THEN NULL"
+        "   ELSE least(scope_start, $2) END,"
+        " scope_end = CASE WHEN scope_end IS NULL OR $3::timestamptz IS NULL THEN NULL"
+        "   ELSE greatest(scope_end, $3) END,"
+        " scope_only = CASE WHEN scope_only IS NULL OR $4::text[] IS NULL THEN NULL"
+        "   ELSE ARRAY(SELECT DISTINCT unnest(scope_only || $4::text[]) ORDER BY 1) END"
+        " WHERE id = $1 AND status = 'pending' RETURNING id",
+        run_id,
+        scope.start,
+        scope.end,
+        sorted(scope.only) if scope.only is not None else None,
+    )
+    return widened is not None
 
 
 async def claim(
@@ -46,12 +85,17 @@ async def claim(
         " claimed_by = $3"
         " WHERE id = $1 AND (status = 'pending' OR (status = 'running'"
         "   AND (started_at < now() - $2::interval OR ($3::text IS NOT NULL AND claimed_by = $3))))"
-        " RETURNING id, connection_id, trigger, status, attempts, created_at",
+        " RETURNING id, connection_id, trigger, status, attempts, created_at, scope_start, scope_end, scope_only",
         run_id,
         stale_after,
         claimant,
     )
-    return SyncRun(**dict(row)) if row else None
+    if row is None:
+        return None
+    found = dict(row)
+    start, end, only = found.pop("scope_start"), found.pop("scope_end"), found.pop("scope_only")
+    scoped = start is not None or only is not None
+    return SyncRun(**found, scope=Scope(start, end, frozenset(only) if only is not None else None) if scoped else None)
 
 
 async def set_window(conn: asyncpg.Connection, run_id: int, start: datetime, end: datetime) -> None:

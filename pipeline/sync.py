@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from db.connections import Connection
 from db.metrics import Reading, UpsertCounts
 from db.sealing import Keyring
 from db.sessions import Session
+from db.sync_runs import SyncRun
 from pipeline import metrics as observed
 from pipeline import vocabulary
 from pipeline.errors import AccessTokenRejectedError, PermanentSyncError
@@ -56,6 +57,16 @@ def sync_window(settings: PipelineSettings, connection: Connection, trigger: str
     return Window(since.replace(hour=0, minute=0, second=0, microsecond=0), now)
 
 
+def run_window(settings: PipelineSettings, connection: Connection, run: SyncRun, now: datetime) -> Window:
+    """The run's own ``sync_window``, narrowed to what a push named when the run carries a scope."""
+    scope = run.scope
+    if scope is None:
+        return sync_window(settings, connection, run.trigger, now)
+    if scope.start is None or scope.end is None:
+        return replace(sync_window(settings, connection, run.trigger, now), only=scope.only)
+    return Window(scope.start, scope.end, scope.only)
+
+
 async def run_sync(
     pool: asyncpg.Pool, keyring: Keyring, settings: PipelineSettings, run_id: int, claimant: str | None = None
 ) -> SyncOutcome | None:
@@ -83,7 +94,7 @@ async def run_sync(
 
     provider = get_provider(connection.provider)
     tokens = await _fresh_tokens(pool, keyring, provider, connection)
-    window = sync_window(settings, connection, run.trigger, datetime.now(UTC))
+    window = run_window(settings, connection, run, datetime.now(UTC))
     async with pool.acquire() as conn:
         await sync_runs.set_window(conn, run_id, window.start, window.end)
 
@@ -105,7 +116,8 @@ async def run_sync(
         "rows_invalid": invalid,
     }
     async with pool.acquire() as conn, conn.transaction():
-        await connections.mark_synced(conn, connection.id, window.end)
+        if run.scope is None:  # a push's narrow run leaves the rest of the gap to the next full one
+            await connections.mark_synced(conn, connection.id, window.end)
         await sync_runs.complete(conn, run_id, counts, received, invalid)
         await audit.record(
             conn,

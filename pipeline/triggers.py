@@ -42,6 +42,20 @@ async def request_sync(pool: asyncpg.Pool, connection_id: int, trigger: str) -> 
     return run_id
 
 
+async def request_push_sync(
+    pool: asyncpg.Pool, connection_id: int, waiting: int | None, scope: sync_runs.Scope
+) -> int | None:
+    """A ``webhook`` run of the connection reading ``scope``, enqueued; returns its id.  When
+    the run ``waiting`` is still pending it is widened to ``scope`` instead (None returned):
+    a burst of pushes makes one run, and none of them is dropped."""
+    async with pool.acquire() as conn:
+        if waiting is not None and await sync_runs.widen(conn, waiting, scope):
+            return None
+        run_id = await sync_runs.create(conn, connection_id, "webhook", scope)
+    enqueue(actors.sync, run_id)
+    return run_id
+
+
 async def sweep(
     pool: asyncpg.Pool,
     trigger: str,

@@ -2,7 +2,9 @@
 
 ``POST`` with ``{"provider": "simulator", "scenario": …}`` connects the simulator at once and
 starts the initial sync; with an OAuth provider (``{"provider": "oura"}``) it returns the URL to
-send the user to, carrying a state bound to this user that expires in 15 minutes.
+send the user to, carrying a state bound to this user that expires in 15 minutes.  Junction and
+Libre (read through Junction) enrol a person Junction already knows: ``{"provider": "junction",
+"junction_user_id": …, "timezone": …}`` connects at once, as the simulator does.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from bot.api.context import keyring, public_url
 from bot.api.errors import ApiError, invalid, not_found
 from bot.api.openapi import Routes, Schema, listing
 from bot.api.params import iso, path_id
-from bot.api.users import owned
+from bot.api.users import _timezone, owned
 from bot.state import pool
 from db import connections, events, ingest, oauth_states
 from pipeline import triggers
 from pipeline.providers import PROVIDERS
+from pipeline.providers.junction import Junction
 from pipeline.providers.simulator import SCENARIOS, issue_tokens
 
 DISCONNECTED = "connection.disconnected"
@@ -47,6 +50,14 @@ NEW_CONNECTION: Schema = {
     "properties": {
         "provider": {"type": "string", "description": "simulator, or an OAuth provider such as oura"},
         "scenario": {"enum": sorted(SCENARIOS), "description": "Simulator only: an injected condition."},
+        "junction_user_id": {
+            "type": "string",
+            "description": "Junction and libre only (required): the person's Junction user id.",
+        },
+        "timezone": {
+            "type": "string",
+            "description": "Junction and libre only: the IANA zone LibreView's wall-clock times are read in.",
+        },
     },
 }
 CONNECTED: Schema = {
@@ -88,7 +99,7 @@ async def create_connection(request: web.Request) -> web.Response:
     key = require(request, "write")
     user_id = path_id(request, "user_id", "user")
     body = await json_body(request)
-    unknown_fields(body, {"provider", "scenario"})
+    unknown_fields(body, {"provider", "scenario", "junction_user_id", "timezone"})
     provider_id = string_field(body, "provider", required=True)
     scenario = body.get("scenario")
     async with pool(request).acquire() as conn:
@@ -99,8 +110,12 @@ async def create_connection(request: web.Request) -> web.Response:
         raise invalid(f"unknown provider; this server connects {known}", {"field": "provider"})
     if scenario is not None and (provider_id != "simulator" or scenario not in SCENARIOS):
         raise invalid(f"scenario is for the simulator: one of {', '.join(sorted(SCENARIOS))}", {"field": "scenario"})
+    if not isinstance(provider, Junction) and ("junction_user_id" in body or "timezone" in body):
+        raise invalid("junction_user_id and timezone are for junction and libre", {"field": "provider"})
     if provider_id == "simulator":
         return await _connect_simulator(request, user_id, scenario)
+    if isinstance(provider, Junction):
+        return await _enrol_junction(request, user_id, provider, body)
     authorize_url = getattr(provider, "authorize_url", None)
     if authorize_url is None:
         raise invalid(f"{provider_id} cannot be connected through the API", {"field": "provider"})
@@ -114,14 +129,44 @@ async def create_connection(request: web.Request) -> web.Response:
     )
 
 
+async def _enrol_junction(request: web.Request, user_id: int, provider: Junction, body: dict[str, Any]) -> web.Response:
+    """Connect a person Junction already knows (its Link widget made the Junction user): the id
+    goes in the settings, and in ``provider_user_id`` so Junction's pushes find the connection."""
+    account = (string_field(body, "junction_user_id", required=True, max_length=128) or "").strip()
+    settings: dict[str, Any] = {"user_id": account}
+    timezone = _timezone(body)
+    if timezone is not None:
+        settings["timezone"] = timezone
+    if not provider.available:
+        raise ApiError(409, "provider_unavailable", f"{provider.id} is not configured on this server")
+    return await _connect_now(request, user_id, provider.id, settings, {}, account)
+
+
 async def _connect_simulator(request: web.Request, user_id: int, scenario: str | None) -> web.Response:
     settings: dict[str, Any] = {"seed": f"user-{user_id}"} | ({"scenarios": [scenario]} if scenario else {})
+    return await _connect_now(request, user_id, "simulator", settings, issue_tokens(), None)
+
+
+async def _connect_now(
+    request: web.Request,
+    user_id: int,
+    provider_id: str,
+    settings: dict[str, Any],
+    tokens: dict[str, Any],
+    provider_user_id: str | None,
+) -> web.Response:
+    """Create (or re-activate) the connection, publish connection.created and start the initial
+    sync: 201 with the connection and the run."""
     async with pool(request).acquire() as conn, conn.transaction():
         connection_id = await connections.upsert(
-            conn, keyring(request), user_id=user_id, provider="simulator", tokens=issue_tokens(), settings=settings
+            conn, keyring(request), user_id=user_id, provider=provider_id, tokens=tokens, settings=settings
         )
+        if provider_user_id is not None:
+            await conn.execute(
+                "UPDATE connections SET provider_user_id = $2 WHERE id = $1", connection_id, provider_user_id
+            )
         tenant_id = await conn.fetchval("SELECT tenant_id FROM users WHERE id = $1", user_id)
-        data = {"connection_id": connection_id, "user_id": user_id, "provider": "simulator"}
+        data = {"connection_id": connection_id, "user_id": user_id, "provider": provider_id}
         await events.publish(conn, tenant_id, events.CONNECTION_CREATED, data)
     run_id = await triggers.request_sync(pool(request), connection_id, "initial")
     async with pool(request).acquire() as conn:
@@ -169,7 +214,7 @@ def add_routes(routes: Routes) -> None:
         create_connection,
         scope="write",
         tag=tag,
-        summary="Connect the simulator (201, initial sync started) or start an OAuth flow (200)",
+        summary="Connect the simulator or a Junction user (201, initial sync started), or start an OAuth flow (200)",
         body=NEW_CONNECTION,
         responses={200: AUTHORIZE, 201: CONNECTED},
         errors=(409,),

@@ -1,8 +1,10 @@
 """The browser side of connecting a wearable: ``/connect/start`` and ``/oauth/{provider}/callback``.
 
-1. ``GET /connect/start?token=…`` spends a one-time connect link (``db.connect_links``), starts
-   an OAuth flow bound to the link's user (state, plus a PKCE verifier where ``PKCE`` says so)
-   and redirects (302) to the provider's authorize URL.
+1. ``GET /connect/start?token=…`` shows a one-time connect link's confirm page and spends
+   nothing: chat apps fetch a posted link to preview it.  Its button POSTs the link token with
+   the form token bound to that link (``connect_links.confirmable``); only that POST spends the
+   link, starts an OAuth flow bound to the link's user (state, plus a PKCE verifier where
+   ``PKCE`` says so) and redirects (303) to the provider's authorize URL.
 2. ``GET /oauth/{provider}/callback?code=…&state=…`` spends the state (unknown, used, expired
    or another provider's: 400), exchanges the code, stores the sealed tokens and the provider's
    id of the user, publishes ``connection.created`` and starts the initial sync.
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 # parameter it does not know (§3.1, §3.2): harmless where unsupported, enforced where it is.
 # Not Withings: its token endpoint is its own ``action=requesttoken``, with a fixed parameter list.
 PKCE = frozenset({"oura", "whoop", "dexcom"})
+# A link token is 43 characters; anything much longer is not one, and is not looked up.
+MAX_TOKEN = 200
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @runtime_checkable
@@ -48,7 +53,8 @@ class OAuthClient(Protocol):
 
 @runtime_checkable
 class NamesUsers(Protocol):
-    """A provider whose id of the user takes a call after the exchange (WHOOP's profile)."""
+    """A provider whose id of the user takes a call after the exchange (WHOOP's profile,
+    Oura's personal_info, Dexcom's dataRange)."""
 
     async def provider_user_id(self, tokens: dict[str, Any]) -> str: ...
 
@@ -63,25 +69,58 @@ def redirect_uri(request: web.Request, provider_id: str) -> str:
 
 
 async def connect_start(request: web.Request) -> web.StreamResponse:
+    """GET: the confirm page of a live link, which spends nothing (chat apps fetch links to
+    preview them, and must not use up the user's)."""
     token = request.query.get("token", "")
-    if not token or len(token) > 200:
+    if not token or len(token) > MAX_TOKEN:
         return pages.link_invalid()
-    async with pool(request).acquire() as conn, conn.transaction():
-        link = await connect_links.consume(conn, token)
-        if link is None:
-            return pages.link_invalid()
-        provider = PROVIDERS.get(link.provider)
-        if provider is None or not isinstance(provider, OAuthClient):
-            return pages.unknown_provider()
-        if not provider.available:
-            return pages.provider_unavailable(provider.display_name)
-        callback = redirect_uri(request, provider.id)
-        flow = await connect_links.start_flow(conn, link.user_id, provider.id, callback, pkce=provider.id in PKCE)
+    async with pool(request).acquire() as conn:
+        found = await connect_links.confirmable(conn, token)
+    if found is None:
+        return pages.link_invalid()
+    link, form_token = found
+    provider = PROVIDERS.get(link.provider)
+    if provider is None or not isinstance(provider, OAuthClient):
+        return pages.unknown_provider()
+    if not provider.available:
+        return pages.provider_unavailable(provider.display_name)
+    origin = _origin(provider, redirect_uri(request, provider.id))
+    return pages.confirm_connect(provider.display_name, token, form_token, origin)
+
+
+async def connect_confirm(request: web.Request) -> web.StreamResponse:
+    """POST, from the confirm page: spend the link (once, and only with the form token of its
+    page), start an OAuth flow bound to its user and redirect (303) to the authorize URL."""
+    form = await request.post() if request.content_type in FORMS else {}
+    token, form_token = form.get("token"), form.get("form_token")
+    if not isinstance(token, str) or not isinstance(form_token, str) or not token or len(token) > MAX_TOKEN:
+        return pages.link_invalid()
+    try:
+        async with pool(request).acquire() as conn, conn.transaction():
+            link = await connect_links.consume_confirmed(conn, token, form_token)
+            if link is None:
+                return pages.link_invalid()
+            provider = PROVIDERS.get(link.provider)
+            if provider is None or not isinstance(provider, OAuthClient):
+                return pages.unknown_provider()
+            if not provider.available:
+                return pages.provider_unavailable(provider.display_name)
+            callback = redirect_uri(request, provider.id)
+            flow = await connect_links.start_flow(conn, link.user_id, provider.id, callback, pkce=provider.id in PKCE)
+    except connect_links.FormTokenMismatch:
+        log.warning("connect link confirmed by a form that did not come from its page; refused")
+        return pages.form_not_ours()
     url = URL(provider.authorize_url(callback, flow.state))
     if flow.code_verifier is not None:
         url = url.update_query(code_challenge=code_challenge(flow.code_verifier), code_challenge_method="S256")
     log.info("connect link of user %s: redirected to %s", link.user_id, provider.id)
-    raise web.HTTPFound(str(url), headers=pages.HEADERS)
+    raise web.HTTPSeeOther(str(url), headers=pages.HEADERS)
+
+
+def _origin(provider: OAuthClient, callback: str) -> str:
+    """Where the provider's authorize page lives, for the confirm page's ``form-action``.  Read
+    off a URL made with a stand-in state: no flow exists until the button is pressed."""
+    return str(URL(provider.authorize_url(callback, "0" * 43)).origin())
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
@@ -121,7 +160,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 async def _store(request: web.Request, provider: Provider, user_id: int, tokens: dict[str, Any]) -> int:
     """Seal and store the connection, with the provider's id of the user when we can learn it:
-    Withings returns it with the tokens, WHOOP from a profile call.  Without it the connection
+    Withings returns it with the tokens, the others answer one call (``NamesUsers``).  Without it the connection
     still works; only its push webhooks cannot find it (logged)."""
     account = tokens.get("provider_user_id")
     if account is None and isinstance(provider, NamesUsers):
@@ -142,4 +181,5 @@ async def _store(request: web.Request, provider: Provider, user_id: int, tokens:
 
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/connect/start", connect_start)
+    router.add_post("/connect/start", connect_confirm)
     router.add_get("/oauth/{provider}/callback", callback)

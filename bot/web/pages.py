@@ -119,3 +119,32 @@ def connected(name: str) -> web.Response:
         f"CareBeacon is fetching your {name} data now; it will appear within a few minutes.",
         "You can close this page.",
     )
+
+
+def confirm_connect(name: str, token: str, form_token: str, provider_origin: str) -> web.Response:
+    """The page a connect link opens.  Nothing is spent until its button posts the form back, so
+    a chat app fetching the link for a preview cannot use it up.  The form may post only here,
+    and the redirect that answers it may lead only to the provider (``form-action`` covers both)."""
+    intro = f"CareBeacon will take you to {name} to sign in and allow it to share your {name} data."
+    body = (
+        f"<p>{html.escape(intro)}</p>\n"
+        '<form method="post" action="/connect/start">\n'
+        f'<input type="hidden" name="token" value="{html.escape(token)}">\n'
+        f'<input type="hidden" name="form_token" value="{html.escape(form_token)}">\n'
+        f'<button type="submit">{html.escape(f"Continue to {name}")}</button>\n'
+        "</form>\n"
+        f'<p class="detail">{html.escape("Nothing happens until you press the button.")}</p>'
+    )
+    text = TEMPLATE.substitute(title=html.escape(f"Connect {name}"), body=body)
+    policy = HEADERS["Content-Security-Policy"].replace("form-action 'none'", f"form-action 'self' {provider_origin}")
+    headers = HEADERS | {"Content-Security-Policy": policy}
+    return web.Response(text=text, content_type="text/html", charset="utf-8", headers=headers)
+
+
+def form_not_ours() -> web.Response:
+    return page(
+        "Could not confirm this link",
+        "The confirmation did not come from the page your link opens.",
+        "Open your link again and press the button there.",
+        status=403,
+    )

@@ -17,7 +17,7 @@ from aiohttp import web
 from bot.api.errors import ApiError
 from bot.state import pool
 from bot.web.settings import WebSettings
-from db import connect_links
+from db import connect_links, sync_runs
 from pipeline import triggers
 from pipeline.providers import PROVIDERS, junction, push
 from pipeline.providers.http import RestProvider
@@ -111,13 +111,14 @@ async def _request_syncs(request: web.Request, event: PushEvent) -> int:
     if not event.sync:
         log.info("%s push (%s) for connection(s) %s: nothing to sync", event.provider, event.kind, _ids(targets))
         return 0
-    # The sync picks its own window (since the last sync); an event's window, when it gives one,
-    # would only narrow that, and the run row has no place for it yet.
+    # The run reads what the event names (its days, its collections) when it names them; a run
+    # already waiting is widened to cover the event instead of adding another.
+    window = event.window
+    scope = sync_runs.Scope(window.start if window else None, window.end if window else None, event.only)
     requested = 0
     for target in targets:
-        if not target.pending:
-            await triggers.request_sync(pool(request), target.connection_id, "webhook")
-            requested += 1
+        run_id = await triggers.request_push_sync(pool(request), target.connection_id, target.pending_run, scope)
+        requested += run_id is not None
     log.info("%s push (%s): %d sync run(s) for connection(s) %s", event.provider, event.kind, requested, _ids(targets))
     return requested
 

@@ -26,8 +26,13 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class Window:
+    """What one fetch reads: ``start``..``end`` and, when a push named what changed, ``only``
+    those of the provider's own collections.  A provider that cannot narrow by collection
+    reads them all, which is never wrong, only slower."""
+
     start: datetime
     end: datetime
+    only: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None or self.start > self.end:

@@ -127,6 +127,18 @@ class Dexcom(RestProvider):
         query = {"client_id": self.oauth.client_id, "redirect_uri": redirect_uri, "response_type": "code"}
         return str(URL(self.login_base + LOGIN_PATH).with_query(query | {"scope": " ".join(SCOPES), "state": state}))
 
+    async def provider_user_id(self, tokens: dict[str, Any]) -> str:
+        """The Dexcom user id of ``tokens``: the ``userId`` of ``/v3/users/self/dataRange``."""
+        token = tokens.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PermanentSyncError("dexcom: the connection holds no access token")
+        async with self.session() as http:
+            found = await self.get_json(http, "/v3/users/self/dataRange", {}, token)
+        user_id = found.get("userId")
+        if not isinstance(user_id, str) or not user_id:
+            raise TransientSyncError("dexcom answered dataRange without a userId")
+        return user_id
+
     async def fetch(self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]) -> AsyncIterator[Reading]:
         token = tokens.get("access_token")
         if not isinstance(token, str) or not token:

@@ -134,6 +134,17 @@ COLLECTIONS: dict[str, Collection] = {
 }
 
 
+# A webhook's ``data_type`` is a collection's name; ``daily_sleep`` (scores, not read) announces
+# the night whose periods are in ``sleep``.
+PUSHED = {name: name for name in COLLECTIONS} | {"daily_sleep": "sleep"}
+
+
+def collections_for(data_type: str) -> frozenset[str] | None:
+    """The collections a push of ``data_type`` calls for; None (all) for a type we do not map."""
+    found = PUSHED.get(data_type)
+    return frozenset({found}) if found is not None else None
+
+
 def normalise(collection: str, doc: Doc) -> list[Reading | Session]:
     """The readings (and, for a sleep, its session) in one Oura document, in canonical units.  Pure.
 
@@ -211,11 +222,26 @@ class Oura(RestProvider):
             raise PermanentSyncError("oura: the connection holds no access token")
         async with self.session() as http:
             for collection in COLLECTIONS.values():
+                if window.only is not None and collection.name not in window.only:
+                    continue
                 for params in queries(collection, window):
                     async for doc in self._documents(http, collection.name, params, token):
                         for item in normalise(collection.name, doc):
                             if _inside(item, window):
                                 yield item
+
+    async def provider_user_id(self, tokens: dict[str, Any]) -> str:
+        """The Oura user id of ``tokens`` (``/v2/usercollection/personal_info``), which webhooks
+        carry.  Any token may read the id; the other fields need scopes we do not ask for."""
+        token = tokens.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PermanentSyncError("oura: the connection holds no access token")
+        async with self.session() as http:
+            info = await self.get_json(http, "/v2/usercollection/personal_info", {}, token)
+        user_id = info.get("id")
+        if not isinstance(user_id, str) or not user_id:
+            raise TransientSyncError("oura answered personal_info without an id")
+        return user_id
 
     async def _documents(
         self, http: aiohttp.ClientSession, collection: str, params: dict[str, str], token: str

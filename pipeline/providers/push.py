@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.providers import oura, whoop
 from pipeline.providers.base import Window
 
 # How far a signed timestamp may be from our clock, either way, before it is a replay.
@@ -42,6 +43,8 @@ DEFAULT_TOLERANCE = timedelta(minutes=5)
 WHOOP_SYNCS = frozenset({"recovery.updated", "sleep.updated", "workout.updated"})
 WHOOP_TYPES = WHOOP_SYNCS | {"recovery.deleted", "sleep.deleted", "workout.deleted"}
 OURA_OPERATIONS = frozenset({"create", "update", "delete"})
+# How far before an Oura event the document it announces may be dated.
+OURA_REACH = timedelta(days=1)
 # A number this large is milliseconds: 10^11 seconds is the year 5138.
 _MILLIS = 10**11
 
@@ -63,7 +66,10 @@ class PushEvent:
     provider_user_id: str
     kind: str
     sync: bool = True
+    # What the sync may narrow to: the days the event concerns, and the provider's collections
+    # it names (None: the sync's own window, every collection).
     window: Window | None = None
+    only: frozenset[str] | None = None
 
 
 # -- signatures -----------------------------------------------------------------------------
@@ -130,7 +136,9 @@ def parse_whoop(body: bytes) -> PushEvent:
     kind = doc.get("type")
     if kind not in WHOOP_TYPES:
         raise MalformedPush(f"type must be one of {', '.join(sorted(WHOOP_TYPES))}")
-    return PushEvent("whoop", _account_id(doc.get("user_id"), "user_id"), kind, sync=kind in WHOOP_SYNCS)
+    # WHOOP names the record (``id``) but not its time: the sync keeps its own window.
+    user = _account_id(doc.get("user_id"), "user_id")
+    return PushEvent("whoop", user, kind, sync=kind in WHOOP_SYNCS, only=whoop.PUSHED.get(kind))
 
 
 def parse_oura(body: bytes) -> PushEvent:
@@ -141,7 +149,9 @@ def parse_oura(body: bytes) -> PushEvent:
     if not isinstance(data_type, str) or not data_type or len(data_type) > 64:
         raise MalformedPush("data_type must be a string")
     user = _account_id(doc.get("user_id"), "user_id")
-    return PushEvent("oura", user, f"{operation} {data_type}", sync=operation != "delete")
+    window = _day_before(doc.get("event_time"))
+    only = oura.collections_for(data_type)
+    return PushEvent("oura", user, f"{operation} {data_type}", operation != "delete", window, only)
 
 
 def parse_withings(form: Mapping[str, str]) -> PushEvent:
@@ -175,6 +185,20 @@ def _account_id(value: Any, name: str) -> str:
     if isinstance(value, str) and value.strip() and len(value) <= 128 and value.isprintable():
         return value.strip()
     raise MalformedPush(f"{name} must identify the account")
+
+
+def _day_before(event_time: Any) -> Window | None:
+    """The day up to an Oura ``event_time`` (ISO 8601; UTC when it has no offset): what a new
+    or changed document is dated in (a night ends, a day's activity starts, before the event).
+    None when it is missing or unreadable, and the sync picks its own window."""
+    if not isinstance(event_time, str) or len(event_time) > 40:
+        return None
+    try:
+        at = datetime.fromisoformat(event_time)
+    except ValueError:
+        return None
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return Window(at - OURA_REACH, at)
 
 
 def _epoch_window(form: Mapping[str, str]) -> Window | None:

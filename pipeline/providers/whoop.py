@@ -72,6 +72,13 @@ PATHS = {
     "cycle": "/v2/cycle",
     "workout": "/v2/activity/workout",
 }
+# What a webhook's ``type`` calls for reading.  A recovery is dated by the end of its sleep, so
+# it is read with the sleeps: alone, it would be stored again at another time.
+PUSHED = {
+    "sleep.updated": frozenset({"sleep"}),
+    "recovery.updated": frozenset({"sleep", "recovery"}),
+    "workout.updated": frozenset({"workout"}),
+}
 KJ_PER_KCAL = 4.184
 MINUTES = 1 / 60_000  # WHOOP durations are milliseconds
 STAGES = {
@@ -250,6 +257,8 @@ class Whoop(RestProvider):
         woke: dict[str, datetime] = {}
         async with self.session() as http:
             for collection, path in PATHS.items():
+                if window.only is not None and collection not in window.only:
+                    continue
                 async for doc in self._records(http, path, params, token):
                     if collection == "sleep" and isinstance(doc.get("id"), str):
                         ended = _parse(doc.get("end"))

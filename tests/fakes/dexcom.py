@@ -7,6 +7,9 @@ Follows https://developer.dexcom.com/docs/dexcomv3/operation/getEstimatedGlucose
   ``YYYY-MM-DDThh:mm:ss`` without an offset, at most 30 days apart; answers
   ``{"recordType": "egv", "recordVersion": "3.0", "userId", "records": [...]}`` with no pages.
   A bad token gets Apigee's ``{"fault": {...}}`` 401.
+* ``GET /v3/users/self/dataRange`` (/docs/dexcomv3/operation/getDataRangeV3): ``{"recordType":
+  "dataRange", "recordVersion": "3.0", "userId", "calibrations", "egvs", "events"}``, each
+  range ``{"start": {"systemTime", "displayTime"}, "end": {...}}`` or null when empty.
 * ``POST /v2/oauth2/token``: form-encoded grants with ``client_id``/``client_secret`` in the form;
   refresh tokens are single-use and rotate.
 
@@ -51,8 +54,24 @@ class FakeDexcom(OAuthServer[Account]):
         }
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v3/users/self/dataRange", self._data_range)
         app.router.add_get("/v3/users/self/egvs", self._egvs)
         app.router.add_post("/v2/oauth2/token", self._token)
+
+    async def _data_range(self, request: web.Request) -> web.StreamResponse:
+        account = self.bearer(request)
+        if account is None:
+            fault = {"faultstring": "Invalid Access Token", "detail": {"errorcode": "invalid_access_token"}}
+            return web.json_response({"fault": fault}, status=401)
+        account.record(request)
+        times = sorted(r["systemTime"] for r in account.records)
+        egvs = None
+        if times:
+            egvs = {"start": {"systemTime": times[0], "displayTime": times[0]},
+                    "end": {"systemTime": times[-1], "displayTime": times[-1]}}  # fmt: skip
+        body = {"recordType": "dataRange", "recordVersion": "3.0", "userId": account.user_id,
+                "calibrations": None, "egvs": egvs, "events": None}  # fmt: skip
+        return web.json_response(body)
 
     async def _egvs(self, request: web.Request) -> web.StreamResponse:
         account = self.bearer(request)

@@ -1,8 +1,14 @@
 """A local Oura API v2, speaking the documented format, with faults a test can program.
 
+Follows https://cloud.ouraring.com/v2/docs ("Data Access", "Personal Info Routes") and
+https://cloud.ouraring.com/docs/authentication:
+
 * ``GET /v2/usercollection/{collection}``: bearer token; ``start_date``/``end_date`` (days,
   both inclusive) or, for ``heartrate``, ``start_datetime``/``end_datetime``; at most 30 days;
   ``{"data": [...], "next_token": ...}`` pages; errors as RFC 7807 ``{"status", "title", "detail"}``.
+* ``GET /v2/usercollection/personal_info``: one object ``{"id", "age", "weight", "height",
+  "biological_sex", "email"}``, not a page; any token reads ``id``, the rest are null without
+  the ``personal`` and ``email`` scopes (which CareBeacon does not ask for).
 * ``POST /oauth/token``: form-encoded ``authorization_code`` and ``refresh_token`` grants,
   client credentials in the form or by HTTP Basic; refresh tokens are single-use and rotate
   (the old access token dies with them); errors as RFC 6749 ``{"error", "error_description"}``.
@@ -15,6 +21,7 @@ answers the Dramatiq worker whether or not the test's loop is running.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +38,8 @@ MAX_RANGE = timedelta(days=30)
 class Account(OAuthAccount):
     token_prefix: ClassVar[str] = "oura"
 
+    # Oura's user ids are UUID strings; webhooks carry the same one.
+    oura_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     documents: dict[str, list[Doc]] = field(default_factory=dict)
     page_size: int = 50
     refreshes: int = 0
@@ -52,8 +61,19 @@ class FakeOura(OAuthServer[Account]):
         }
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v2/usercollection/personal_info", self._personal_info)
         app.router.add_get("/v2/usercollection/{collection}", self._collection)
         app.router.add_post("/oauth/token", self._token)
+
+    async def _personal_info(self, request: web.Request) -> web.StreamResponse:
+        account = self.bearer(request)
+        if account is None:
+            return _problem(401, "Unauthorized", "Invalid access token")
+        account.record(request)
+        if (early := await account.play(request)) is not None:
+            return early
+        unscoped = dict.fromkeys(("age", "weight", "height", "biological_sex", "email"))
+        return web.json_response({"id": account.oura_id} | unscoped)
 
     async def _collection(self, request: web.Request) -> web.StreamResponse:
         account = self.bearer(request)

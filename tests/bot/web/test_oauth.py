@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from db import connect_links
 from db.connections import load
 from db.sealing import Keyring
 from pipeline import runtime
+from pipeline.providers.oura import Oura
 from pipeline.providers.whoop import Whoop
 from tests.bot.api.conftest import Tenant, error_of, make_user
 from tests.fakes.oura import FakeOura
@@ -32,10 +36,20 @@ async def new_link(client: TestClient, tenant: Tenant, user_id: int, provider: s
     return f"{url.path}?{url.query}"
 
 
+HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
+
+
+async def confirm_form(client: TestClient, link: str) -> dict[str, str]:
+    """Open the link: the hidden fields of the confirm page's form."""
+    page = await client.get(link, allow_redirects=False)
+    assert page.status == 200, await page.text()
+    return {name: html.unescape(value) for name, value in HIDDEN.findall(await page.text())}
+
+
 async def authorize(client: TestClient, link: str) -> dict[str, str]:
-    """Open the link; the query of the authorize URL it redirects to."""
-    response = await client.get(link, allow_redirects=False)
-    assert response.status == 302, await response.text()
+    """Open the link and press its button; the query of the authorize URL it redirects to."""
+    response = await client.post("/connect/start", data=await confirm_form(client, link), allow_redirects=False)
+    assert response.status == 303, await response.text()
     return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
 
@@ -118,16 +132,85 @@ async def test_a_state_works_once_and_only_for_its_own_provider(
 async def test_an_expired_or_used_link_is_a_400_page(client: TestClient, clinic: Tenant, pool: asyncpg.Pool) -> None:
     user_id = await make_user(client, clinic, "expired")
     used = await new_link(client, clinic, user_id, "oura")
-    assert (await client.get(used, allow_redirects=False)).status == 302
+    await authorize(client, used)
     again = await client.get(used, allow_redirects=False)
     assert again.status == 400 and "expired or has already been used" in await again.text()
 
     stale = await new_link(client, clinic, user_id, "oura")
+    form = await confirm_form(client, stale)
     await pool.execute("UPDATE connect_links SET expires_at = now() - interval '1 second' WHERE user_id = $1", user_id)
     assert (await client.get(stale, allow_redirects=False)).status == 400
+    assert (await client.post("/connect/start", data=form, allow_redirects=False)).status == 400
     assert (await client.get("/connect/start?token=forged", allow_redirects=False)).status == 400
     assert (await client.get("/connect/start", allow_redirects=False)).status == 400
-    assert await pool.fetchval("SELECT count(*) FROM connect_links WHERE user_id = $1", user_id) == 0
+    assert (await client.post("/connect/start", data={"token": "forged", "form_token": "x"})).status == 400
+    assert (await client.post("/connect/start", data=b"{}", allow_redirects=False)).status == 400
+    assert await pool.fetchval("SELECT count(*) FROM oauth_states WHERE user_id = $1", user_id) == 1
+
+
+async def test_opening_a_link_spends_nothing_until_its_button_is_pressed(
+    client: TestClient, clinic: Tenant, pool: asyncpg.Pool, fake_oura: FakeOura
+) -> None:
+    user_id = await make_user(client, clinic, "preview")
+    link = await new_link(client, clinic, user_id, "oura")
+    # A chat app unfurling the link (Slackbot, Discordbot) fetches it before the person does.
+    preview = await client.get(link, headers={"User-Agent": "Slackbot-LinkExpanding 1.0"}, allow_redirects=False)
+    page = await client.get(link, allow_redirects=False)
+
+    assert preview.status == page.status == 200
+    text = await page.text()
+    assert "Connect Oura" in text and '<form method="post" action="/connect/start">' in text
+    policy = page.headers["Content-Security-Policy"]
+    assert "form-action 'self' https://cloud.ouraring.com;" in policy and "script-src" not in policy
+    assert page.headers["Cache-Control"] == "no-store" and page.headers["Referrer-Policy"] == "no-referrer"
+    assert await pool.fetchval("SELECT count(*) FROM connect_links WHERE user_id = $1", user_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM oauth_states WHERE user_id = $1", user_id) == 0
+    # Every look gives the same form token, so the page opened after a preview still works.
+    assert HIDDEN.findall(await preview.text()) == HIDDEN.findall(text)
+
+    form = await confirm_form(client, link)
+    pressed = await client.post("/connect/start", data=form, allow_redirects=False)
+    assert pressed.status == 303
+    location = urlsplit(pressed.headers["Location"])
+    query = parse_qs(location.query)
+    assert (location.scheme, location.netloc) == ("https", "cloud.ouraring.com")
+    assert len(query["state"][0]) >= 32 and query["code_challenge_method"] == ["S256"]
+    assert query["code_challenge"][0] and query["client_id"] == [fake_oura.client_id]
+
+    replayed = await client.post("/connect/start", data=form, allow_redirects=False)
+    assert replayed.status == 400 and "Location" not in replayed.headers
+    assert await pool.fetchval("SELECT count(*) FROM oauth_states WHERE user_id = $1", user_id) == 1
+
+
+async def test_the_button_works_only_with_the_form_token_of_its_own_link(
+    client: TestClient, clinic: Tenant, pool: asyncpg.Pool
+) -> None:
+    user_id = await make_user(client, clinic, "csrf")
+    mine, other = [await new_link(client, clinic, user_id, "oura") for _ in range(2)]
+    form, other_form = await confirm_form(client, mine), await confirm_form(client, other)
+    unopened = parse_qs(urlsplit(await new_link(client, clinic, user_id, "oura")).query)["token"][0]
+
+    for forged in (
+        form | {"form_token": other_form["form_token"]},  # another link's page
+        form | {"form_token": "guess"},
+        {"token": form["token"]},  # no form token
+        {"token": unopened, "form_token": form["form_token"]},  # a link whose page was never shown
+    ):
+        refused = await client.post("/connect/start", data=forged, allow_redirects=False)
+        assert refused.status in (400, 403) and "Location" not in refused.headers, forged
+    # A forged confirmation leaves the link alone: the real button still works.
+    assert await pool.fetchval("SELECT count(*) FROM connect_links WHERE user_id = $1", user_id) == 3
+    assert (await client.post("/connect/start", data=form, allow_redirects=False)).status == 303
+
+
+async def test_a_link_page_shows_an_escaped_provider_name(
+    client: TestClient, clinic: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = await make_user(client, clinic, "escaped")
+    link = await new_link(client, clinic, user_id, "oura")
+    monkeypatch.setattr(Oura, "display_name", "<b>Oura</b>")
+    text = await (await client.get(link, allow_redirects=False)).text()
+    assert "<b>" not in text and "Connect &lt;b&gt;Oura&lt;/b&gt;" in text
 
 
 async def test_reflected_values_are_escaped(client: TestClient) -> None:

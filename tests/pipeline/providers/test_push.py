@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.providers import push
+from pipeline.providers import Window, push
 from pipeline.providers.push import BadSignature, MalformedPush, PushEvent
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -88,8 +88,12 @@ def test_a_shared_token_must_match_exactly() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (BODY, PushEvent("whoop", "10129", "sleep.updated")),
-        (b'{"user_id": 7, "id": 1, "type": "recovery.updated"}', PushEvent("whoop", "7", "recovery.updated")),
+        (BODY, PushEvent("whoop", "10129", "sleep.updated", only=frozenset({"sleep"}))),
+        (
+            b'{"user_id": 7, "id": 1, "type": "recovery.updated"}',
+            # A recovery is dated by its sleep: the sleeps are read with it.
+            PushEvent("whoop", "7", "recovery.updated", only=frozenset({"sleep", "recovery"})),
+        ),
         (b'{"user_id": 7, "id": 1, "type": "workout.deleted"}', PushEvent("whoop", "7", "workout.deleted", sync=False)),
     ],
 )
@@ -117,11 +121,26 @@ def test_a_whoop_body_it_does_not_document_is_malformed(body: bytes) -> None:
 
 def test_oura_events_sync_on_create_and_update_only() -> None:
     event = push.parse_oura(b'{"event_type": "create", "data_type": "daily_sleep", "user_id": "abc", "object_id": "x"}')
-    assert event == PushEvent("oura", "abc", "create daily_sleep")
+    # daily_sleep holds only scores: the night's periods are read from ``sleep``.
+    assert event == PushEvent("oura", "abc", "create daily_sleep", only=frozenset({"sleep"}))
     assert not push.parse_oura(b'{"event_type": "delete", "data_type": "sleep", "user_id": "abc"}').sync
     for bad in (b'{"event_type": "eat", "data_type": "sleep", "user_id": "a"}', b'{"event_type": "update"}'):
         with pytest.raises(MalformedPush):
             push.parse_oura(bad)
+
+
+def test_an_oura_event_narrows_to_the_day_before_it_and_its_collection() -> None:
+    body = {"event_type": "update", "data_type": "daily_activity", "object_id": "a1", "user_id": "u"}
+    event = push.parse_oura(json.dumps(body | {"event_time": "2026-03-04T09:30:00+02:00"}).encode())
+    at = datetime(2026, 3, 4, 7, 30, tzinfo=UTC)
+    assert event.window == Window(at - timedelta(days=1), at)
+    assert event.only == frozenset({"daily_activity"})
+    naive = push.parse_oura(json.dumps(body | {"event_time": "2026-03-04T07:30:00"}).encode())
+    assert naive.window == Window(at - timedelta(days=1), at)  # no offset: UTC
+    for unusable in ("yesterday", 1772609400, None):
+        assert push.parse_oura(json.dumps(body | {"event_time": unusable}).encode()).window is None
+    # A data type we do not read leaves the collections to the sync (all of them).
+    assert push.parse_oura(json.dumps(body | {"data_type": "enhanced_tag"}).encode()).only is None
 
 
 def test_a_withings_notification_gives_the_account_and_its_window() -> None:
