@@ -8,6 +8,7 @@ never bulk health data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,18 @@ async def publish(
         dispatched,
     )
     return event_id
+
+
+async def publish_many(conn: asyncpg.Connection, found: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+    """``publish`` for many (tenant_id, type, data), in one round trip."""
+    now = datetime.now(UTC).isoformat()
+    await conn.executemany(
+        "INSERT INTO events (tenant_id, type, payload) VALUES ($1, $2, $3)",
+        [
+            (tenant_id, event_type, {"type": event_type, "timestamp": now, "data": data})
+            for tenant_id, event_type, data in found
+        ],
+    )
 
 
 async def undispatched(conn: asyncpg.Connection, limit: int = 1000) -> list[asyncpg.Record]:

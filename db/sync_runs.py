@@ -187,6 +187,12 @@ async def mark_analysed(conn: asyncpg.Connection, run_id: int) -> None:
     await conn.execute("UPDATE sync_runs SET analysed_at = now() WHERE id = $1 AND analysed_at IS NULL", run_id)
 
 
+async def mark_analysed_many(conn: asyncpg.Connection, run_ids: Sequence[int]) -> None:
+    await conn.execute(
+        "UPDATE sync_runs SET analysed_at = now() WHERE id = ANY($1::bigint[]) AND analysed_at IS NULL", list(run_ids)
+    )
+
+
 async def unanalysed(conn: asyncpg.Connection, older_than: timedelta) -> list[int]:
     """Completed runs whose analytics message may be lost."""
     rows = await conn.fetch(

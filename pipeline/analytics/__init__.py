@@ -7,11 +7,14 @@ replaced, and alerts are deduplicated by (rule, user, metric, day).
 
 from __future__ import annotations
 
-__all__ = ["AnalysisOutcome", "analyse_run"]
+__all__ = ["AnalysisOutcome", "Phases", "analyse_run", "analyse_runs"]
 
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -39,57 +42,106 @@ class AnalysisOutcome:
     analysis: Analysis | None
 
 
+@dataclass(slots=True)
+class Phases:
+    """Seconds spent in each phase, added up over calls: what the analytics bench reports."""
+
+    fetch: float = 0.0
+    analyse: float = 0.0
+    store: float = 0.0
+
+
+_RUNS = (
+    "SELECT r.id, r.window_start, r.window_end, c.user_id, u.tenant_id, u.timezone, u.alert_thresholds"
+    " FROM sync_runs r JOIN connections c ON c.id = r.connection_id JOIN users u ON u.id = c.user_id"
+    " WHERE r.id = ANY($1::bigint[])"
+)
+
+
 async def analyse_run(pool: asyncpg.Pool, run_id: int) -> AnalysisOutcome | None:
     """Analyse what the run stored.  None when the run is unknown or has no window.
 
     Only alerts created by this call are returned, so the caller notifies each once.
     """
-    async with pool.acquire() as conn:
-        run = await conn.fetchrow(
-            "SELECT r.window_start, r.window_end, c.user_id, u.tenant_id, u.timezone, u.alert_thresholds"
-            " FROM sync_runs r JOIN connections c ON c.id = r.connection_id JOIN users u ON u.id = c.user_id"
-            " WHERE r.id = $1",
-            run_id,
-        )
-        if run is None or run["window_start"] is None:
-            return None
-        user_id, timezone = run["user_id"], run["timezone"]
-        since = run["window_end"] - timedelta(days=CORRELATION_DAYS + 1)
-        # As arrays: a tenth of the cost of a Reading object per row (docs/benchmarks.md).
-        found = await metrics.latest_arrays(conn, [user_id], since)
-    readings = ReadingColumns.from_metric_arrays(found[user_id])
+    return (await analyse_runs(pool, [run_id]))[0]
 
-    zone = ZoneInfo(timezone)
-    first_day = run["window_start"].astimezone(zone).date()
-    latest = datetime.fromtimestamp(float(readings.seconds.max()), zone).date() if len(readings) else None
-    result = (
-        analyse(
-            readings,
-            timezone,
-            check_from=check_from(first_day, latest),
-            today=run["window_end"].astimezone(zone).date(),
-            thresholds=_thresholds(run, user_id),
-            max_q=SIGNIFICANT_Q,
-        )
-        if latest is not None
-        else None
-    )
-    new_ids: list[int] = []
+
+async def analyse_runs(
+    pool: asyncpg.Pool, run_ids: Sequence[int], phases: Phases | None = None
+) -> list[AnalysisOutcome | None]:
+    """``analyse_run`` for many runs, in the order given: one query for the runs, one for all
+    their users' readings, then every result written in one transaction.
+
+    Batching is for catching up (the reconciler, a recompute): ~100 runs a call keeps the fetch
+    near a quarter of a million readings.  Two runs of one user are analysed one after the other.
+    """
+    phases = phases if phases is not None else Phases()
+    outcomes: dict[int, AnalysisOutcome | None] = {}
+    pending = list(dict.fromkeys(run_ids))
+    while pending:
+        # A round holds each user once: the second run of a user sees what the first stored.
+        async with pool.acquire() as conn:
+            runs = {r["id"]: r for r in await conn.fetch(_RUNS, pending)}
+        known = [run_id for run_id in pending if run_id in runs and runs[run_id]["window_start"] is not None]
+        outcomes |= {run_id: None for run_id in pending if run_id not in known}
+        users: dict[int, asyncpg.Record] = {}
+        later: list[int] = []
+        for run_id in known:
+            if runs[run_id]["user_id"] in users:
+                later.append(run_id)
+            else:
+                users[runs[run_id]["user_id"]] = runs[run_id]
+        outcomes |= {o.run_id: o for o in await _analyse_round(pool, list(users.values()), phases)}
+        pending = later
+    return [outcomes[run_id] for run_id in run_ids]
+
+
+async def _analyse_round(pool: asyncpg.Pool, runs: list[asyncpg.Record], phases: Phases) -> list[AnalysisOutcome]:
+    """Runs of distinct users: fetch, analyse, store."""
+    if not runs:
+        return []
+    started = time.perf_counter()
+    since = {run["user_id"]: run["window_end"] - timedelta(days=CORRELATION_DAYS + 1) for run in runs}
+    async with pool.acquire() as conn:
+        # As arrays: a tenth of the cost of a Reading object per row (docs/benchmarks.md).
+        found = await metrics.latest_arrays(conn, list(since), since)
+    analysed = time.perf_counter()
+    results = [_analyse_one(run, ReadingColumns.from_metric_arrays(found[run["user_id"]])) for run in runs]
+    stored = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
+        new_ids = await _store(conn, results)
+        await sync_runs.mark_analysed_many(conn, [run["id"] for run, _, _ in results])
+    phases.fetch += analysed - started
+    phases.analyse += stored - analysed
+    phases.store += time.perf_counter() - stored
+    outcomes = []
+    for run, result, _ in results:
+        user_id = run["user_id"]
         if result is not None:
-            await _store(conn, user_id, result, first_day)
-            await _publish_scores(conn, run["tenant_id"], user_id, run_id, result)
-            for finding in result.findings:
-                alert_id = await alerts.insert(conn, to_alert(finding, user_id))
-                if alert_id is not None:
-                    new_ids.append(alert_id)
-        await sync_runs.mark_analysed(conn, run_id)
-    if result is not None:
-        scored = ", ".join(f"{d} {s.value:g}" for d, s in result.scores.items() if s.value is not None)
-        log.info("score user %s %s: %s", user_id, result.day, scored or "insufficient data")
-    if new_ids:
-        log.info("user %s: %d new alert(s) %s", user_id, len(new_ids), new_ids)
-    return AnalysisOutcome(run_id, user_id, tuple(new_ids), result)
+            scored = ", ".join(f"{d} {s.value:g}" for d, s in result.scores.items() if s.value is not None)
+            log.info("score user %s %s: %s", user_id, result.day, scored or "insufficient data")
+        if new_ids[user_id]:
+            log.info("user %s: %d new alert(s) %s", user_id, len(new_ids[user_id]), new_ids[user_id])
+        outcomes.append(AnalysisOutcome(run["id"], user_id, tuple(new_ids[user_id]), result))
+    return outcomes
+
+
+def _analyse_one(run: asyncpg.Record, readings: ReadingColumns) -> tuple[asyncpg.Record, Analysis | None, date]:
+    """The run's analysis and the first local day of its window."""
+    zone = ZoneInfo(run["timezone"])
+    first_day = run["window_start"].astimezone(zone).date()
+    if not len(readings):
+        return run, None, first_day
+    latest = datetime.fromtimestamp(float(readings.seconds.max()), zone).date()
+    result = analyse(
+        readings,
+        run["timezone"],
+        check_from=check_from(first_day, latest),
+        today=run["window_end"].astimezone(zone).date(),
+        thresholds=_thresholds(run, run["user_id"]),
+        max_q=SIGNIFICANT_Q,
+    )
+    return run, result, first_day
 
 
 def _thresholds(run: asyncpg.Record, user_id: int) -> Thresholds:
@@ -101,37 +153,71 @@ def _thresholds(run: asyncpg.Record, user_id: int) -> Thresholds:
         return Thresholds()
 
 
-async def _store(conn: asyncpg.Connection, user_id: int, result: Analysis, first_day: date) -> None:
+async def _store(
+    conn: asyncpg.Connection, results: list[tuple[asyncpg.Record, Analysis | None, date]]
+) -> dict[int, list[int]]:
+    """Every result of a round, a statement per kind of row; returns each user's new alert ids."""
+    done = [(run, result, first_day) for run, result, first_day in results if result is not None]
     # Days before the window did not change, except through rolling averages, which only look back.
-    await stored.upsert_daily_stats(
+    await stored.upsert_daily_stats_many(
         conn,
-        user_id,
         [
-            (s.metric, s.day, s.avg, s.min, s.max, s.count, s.avg_7d, s.avg_30d)
+            (run["user_id"], s.metric, s.day, s.avg, s.min, s.max, s.count, s.avg_7d, s.avg_30d)
+            for run, result, first_day in done
             for s in result.daily.stats_since(first_day)
         ],
     )
-    await stored.replace_correlations(
+    await stored.replace_correlations_many(
         conn,
-        user_id,
-        result.day,
+        [run["user_id"] for run, _, _ in done],
         [
-            (c.a, c.b, c.lag_days, c.n, c.spearman, c.pearson, c.p, c.q, c.ci[0], c.ci[1], c.describe())
+            (
+                run["user_id"],
+                c.a,
+                c.b,
+                c.lag_days,
+                c.n,
+                c.spearman,
+                c.pearson,
+                c.p,
+                c.q,
+                c.ci[0],
+                c.ci[1],
+                c.describe(),
+                result.day,
+            )  # fmt: skip
+            for run, result, _ in done
             for c in result.correlations
         ],
     )
-    for score in result.scores.values():
-        if score.value is not None:
-            await db_scores.upsert(conn, user_id, score.day, score.domain, score.value, score.contributors)
-    if result.cgm is not None:
-        await stored.upsert_cgm_summary(conn, user_id, result.day, CGM_DAYS, result.cgm.as_dict())
+    await db_scores.upsert_many(
+        conn,
+        [
+            (run["user_id"], score.day, score.domain, score.value, score.contributors)
+            for run, result, _ in done
+            for score in result.scores.values()
+            if score.value is not None
+        ],
+    )
+    for run, result, _ in done:
+        if result.cgm is not None:
+            await stored.upsert_cgm_summary(conn, run["user_id"], result.day, CGM_DAYS, result.cgm.as_dict())
+    await events.publish_many(
+        conn,
+        [(run["tenant_id"], events.SCORE_UPDATED, data) for run, result, _ in done if (data := _scores(run, result))],
+    )
+    new_ids: dict[int, list[int]] = {run["user_id"]: [] for run, _, _ in results}
+    for run, result, _ in done:
+        for finding in result.findings:
+            alert_id = await alerts.insert(conn, to_alert(finding, run["user_id"]))
+            if alert_id is not None:
+                new_ids[run["user_id"]].append(alert_id)
+    return new_ids
 
 
-async def _publish_scores(
-    conn: asyncpg.Connection, tenant_id: int, user_id: int, run_id: int, result: Analysis
-) -> None:
+def _scores(run: asyncpg.Record, result: Analysis) -> dict[str, Any] | None:
     """``score.updated`` for integrators: the day's score per domain, nothing beneath them."""
     scores = {domain: s.value for domain, s in result.scores.items() if s.value is not None}
-    if scores:
-        data = {"user_id": user_id, "sync_run_id": run_id, "day": result.day.isoformat(), "scores": scores}
-        await events.publish(conn, tenant_id, events.SCORE_UPDATED, data)
+    if not scores:
+        return None
+    return {"user_id": run["user_id"], "sync_run_id": run["id"], "day": result.day.isoformat(), "scores": scores}

@@ -9,7 +9,7 @@ import asyncpg
 import dramatiq
 
 from pipeline import runtime
-from pipeline.analytics import analyse_run
+from pipeline.analytics import analyse_run, analyse_runs
 from pipeline.triggers import request_sync
 from tests.helpers import eventually, make_patient
 
@@ -58,3 +58,55 @@ async def test_a_fever_a_hypo_and_an_hrv_drop_raise_exactly_those_alerts_once_ev
     assert all(c.q <= 0.05 for c in again.analysis.correlations)
     assert stored["cgm"]["hypo_l2_events"] == 1 and stored["cgm"]["sufficient"] is True
     assert set(stored["domains"]) >= {"sleep", "activity", "cardio", "recovery", "glycemic", "overall"}
+
+
+STORED = {
+    "daily_stats": "SELECT metric, day, avg, min, max, count, avg_7d, avg_30d FROM daily_stats WHERE user_id = $1"
+    " ORDER BY metric, day",
+    "correlations": "SELECT metric_a, metric_b, lag_days, n, spearman, pearson, p_value, q_value, ci_low, ci_high,"
+    " description, period_end FROM correlations WHERE user_id = $1 ORDER BY metric_a, metric_b, lag_days",
+    "health_scores": "SELECT day, domain, score, contributors FROM health_scores WHERE user_id = $1"
+    " ORDER BY day, domain",
+    "cgm_summaries": "SELECT period_end, days, metrics FROM cgm_summaries WHERE user_id = $1 ORDER BY period_end",
+}
+
+
+async def _stored(pool: asyncpg.Pool, user_id: int) -> dict[str, list[tuple[object, ...]]]:
+    return {table: [tuple(r) for r in await pool.fetch(query, user_id)] for table, query in STORED.items()}
+
+
+async def test_a_batch_of_runs_stores_what_one_run_at_a_time_stores(
+    pool: asyncpg.Pool, worker: dramatiq.Worker, workdir: Path
+) -> None:
+    runs: dict[int, int] = {}
+    for tenant, scenarios in (("batch-a", ["fever", "hypoglycaemia"]), ("batch-b", ["hrv_drop"])):
+        _, user_id, connection_id, _ = await make_patient(
+            pool, runtime.current().keyring, tenant=tenant, alert_file=workdir / f"{tenant}.jsonl"
+        )
+        await pool.execute(
+            "UPDATE connections SET settings = $2 WHERE id = $1",
+            connection_id,
+            {"seed": tenant, "scenarios": scenarios},
+        )
+        runs[user_id] = await request_sync(pool, connection_id, "manual")
+
+    async def analysed() -> bool:
+        return bool(await pool.fetchval("SELECT bool_and(analysed_at IS NOT NULL) FROM sync_runs WHERE id = ANY($1)",
+                                        list(runs.values())))  # fmt: skip
+
+    await eventually(analysed, what="analytics")  # one message, one run each: the actor's path
+    one_at_a_time = {user_id: await _stored(pool, user_id) for user_id in runs}
+    for table in STORED:
+        await pool.execute(f"DELETE FROM {table} WHERE user_id = ANY($1)", list(runs))
+
+    (a, run_a), (b, run_b) = runs.items()
+    outcomes = await analyse_runs(pool, [run_a, run_b, run_a, 0])
+
+    assert {user_id: await _stored(pool, user_id) for user_id in runs} == one_at_a_time
+    # The fever and hypo patient has rows of each kind but correlations (none significant in a few days).
+    assert {t for t in STORED if one_at_a_time[a][t]} == set(STORED) - {"correlations"}
+    assert [(o.run_id, o.user_id) if o else None for o in outcomes] == [(run_a, a), (run_b, b), (run_a, a), None]
+    assert all(o.new_alert_ids == () for o in outcomes if o)  # the alerts exist already: none twice
+    first, _, again = outcomes[:3]
+    assert first and first.analysis and again and again.analysis
+    assert first.analysis.as_json() == again.analysis.as_json()
