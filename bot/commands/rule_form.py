@@ -30,7 +30,7 @@ LABELS = {
     "metrics": "Metrics",
     "categories": "Categories",
     "cooldown": "Cooldown (minutes)",
-    "team": "Care team",
+    "team": "Care team (empty: your own alerts)",
     "patient": "Patient",
 }
 ADD_KEYS = tuple(LABELS)
@@ -166,8 +166,8 @@ async def build(conn: asyncpg.Connection, tenant_id: int, user_id: int, rule: Ru
             list(ACTING_ROLES),
         )
         if teams:
-            inputs.append(Input("team", LABELS["team"], "Empty: a rule for your own alerts",
-                                choices=tuple(Choice(t["name"], t["name"]) for t in teams)))  # fmt: skip
+            team_choices = tuple(Choice(t["name"], t["name"]) for t in teams)
+            inputs.append(Input("team", LABELS["team"], "A care team you act in", choices=team_choices))
         return Form("rules:add", "New alert rule", tuple(inputs), "Add")
     return Form(f"rules:edit:{rule.id}", f"Edit rule #{rule.id}"[:24], tuple(inputs))
 

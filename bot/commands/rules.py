@@ -155,6 +155,9 @@ async def _form(ctx: CommandContext, rule_id: int | None) -> Reply:
             await _manageable(ctx, conn, rule_id)
             rule = await notification_rules.get_rule(conn, ctx.tenant_id, rule_id)
         form = await rule_form.build(conn, ctx.tenant_id, ctx.invocation.user_id, rule)
+        # The form shows the rule's settings and the organisation's channel names: a disclosure.
+        await disclose(ctx, conn, "chat.rule_form_opened", subject_type="notification_rule", subject_id=rule_id,
+                       ephemeral=True)  # fmt: skip
     typed = "/rules add name=… channels=ID …" if rule_id is None else f"/rules edit {rule_id} key=value …"
     return Reply(form.title, (f"Or type it: {typed}",), form=form)
 

@@ -94,11 +94,8 @@ def _input(field: Input) -> Block:
             element["initial_value"] = field.value[: field.max_length]
         if field.hint:
             element["placeholder"] = _plain(field.hint, 150)
-    block: Block = {"type": "input", "block_id": field.key, "label": _plain(field.label, 2000),
-                    "optional": not field.required, "element": element}  # fmt: skip
-    if field.choices and field.hint:
-        block["hint"] = _plain(field.hint, 2000)
-    return block
+    return {"type": "input", "block_id": field.key, "label": _plain(field.label, 2000),
+            "optional": not field.required, "element": element}  # fmt: skip
 
 
 def _option(choice: Choice) -> Block:

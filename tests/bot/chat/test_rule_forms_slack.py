@@ -166,6 +166,12 @@ async def test_rules_edit_opens_the_rule_prefilled_and_a_submission_updates_it(
     assert answer["response_action"] == "update"
     (rule,) = await rules_of(pool, clinic.tenant_id)
     assert (rule.name, rule.min_severity, rule.quiet_start, rule.metrics) == ("Day", "info", None, ["spo2"])
+    async with pool.acquire() as conn:
+        actions = await conn.fetch(
+            "SELECT action FROM audit_events WHERE subject_type = 'notification_rule' AND subject_id = $1 ORDER BY id",
+            rule_id,
+        )
+    assert [a["action"] for a in actions] == ["chat.rule_form_opened", "chat.rule_edited"]
 
 
 async def test_a_viewer_gets_no_edit_form_and_a_forged_submission_is_refused_and_audited(
