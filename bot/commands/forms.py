@@ -61,7 +61,7 @@ class Submitted:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def rejected(form_inputs: dict[str, str], errors: dict[str, str]) -> Submitted:
-    """A submission refused for ``errors``; ``form_inputs`` maps keys to labels for the reply."""
-    fields = tuple(Field(form_inputs.get(key, key), message) for key, message in errors.items())
+def rejected(labels: dict[str, str], errors: dict[str, str]) -> Submitted:
+    """A submission refused for ``errors``; ``labels`` (by input key) name them in the reply."""
+    fields = tuple(Field(labels.get(key, key), message) for key, message in errors.items())
     return Submitted(Reply("Please correct the form", ("Nothing was saved.",), fields=fields), errors)

@@ -14,7 +14,8 @@ Speaks what the docs say, and checks what it gets:
   with ``image_url`` and ``alt_text``, actions of ≤ 25 buttons each with a plain_text label
   ≤ 75 and either a ``url`` or an ``action_id`` ≤ 255 plus ``value`` ≤ 2000, context of 1–10).
 * ``POST /api/views.open`` (docs.slack.dev views.open, Bearer a bot token, JSON): a
-  ``trigger_id`` used once (``exchanged_trigger_id`` the second time) and a modal view within
+  ``trigger_id`` the test issued (``trigger``) used once and within 3 s (``invalid_trigger_id``,
+  ``exchanged_trigger_id``, ``expired_trigger_id`` otherwise), and a modal view within
   the Block Kit reference's limits (``modal_problems``).  Refusals answer
   ``{"ok": false, "error": "invalid_arguments"}`` as Slack does.
 * Socket Mode (docs.slack.dev/apis/events-api/using-socket-mode): ``POST
@@ -60,6 +61,7 @@ class FakeSlackApi(Peer):
         self.sent: dict[str, float] = {}  # envelope id → when it went out
         self.acks: dict[str, dict[str, Any]] = {}  # envelope id → the ack
         self.triggers: set[str] = set()  # trigger ids already exchanged for a view
+        self.issued: dict[str, float] = {}  # trigger id → when its command was sent
         self.views: dict[str, dict[str, Any]] = {}  # trigger id → the view opened with it
 
     # -- what tests set up -----------------------------------------------------------------------
@@ -68,6 +70,12 @@ class FakeSlackApi(Peer):
         token = f"xoxb-{secrets.token_hex(6)}"
         self.bot_tokens[token] = team_id
         return token
+
+    def trigger(self, trigger_id: str | None = None) -> str:
+        """A trigger id as a command or click carries it, valid for 3 s from its first issue."""
+        trigger_id = trigger_id or f"{secrets.randbelow(10**12)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
+        self.issued.setdefault(trigger_id, time.monotonic())
+        return trigger_id
 
     def app_token(self) -> str:
         token = f"xapp-1-A0APP-{secrets.token_hex(6)}"
@@ -175,15 +183,19 @@ class FakeSlackApi(Peer):
         except ValueError:
             return ["views.open takes JSON"]
         trigger = str(body.get("trigger_id", ""))
-        if not trigger or trigger in self.triggers:
-            return ["exchanged_trigger_id" if trigger else "trigger_id is required"]
+        if trigger not in self.issued:
+            return ["invalid_trigger_id"]
+        if trigger in self.triggers:
+            return ["exchanged_trigger_id"]
         self.triggers.add(trigger)
+        if time.monotonic() - self.issued[trigger] > 3.0:
+            return ["expired_trigger_id"]
         view = body.get("view")
         return modal_problems(view) if isinstance(view, dict) else ["view must be a JSON object"]
 
     def refuse(self, request: Received, problems: list[str]) -> web.StreamResponse:
         if request.path.startswith("/api/"):
-            error = "exchanged_trigger_id" if problems == ["exchanged_trigger_id"] else "invalid_arguments"
+            error = problems[0] if problems[0].endswith("_trigger_id") else "invalid_arguments"
             return web.json_response({"ok": False, "error": error, "response_metadata": {"messages": problems}})
         return web.Response(text="invalid_blocks", status=400)
 

@@ -150,7 +150,7 @@ def command_fields(api: FakeSlackApi, team: str, user: str, command: str, text: 
     return path, {
         "token": "deprecated", "team_id": team, "team_domain": "clinic", "channel_id": "C0WARD",
         "channel_name": "ward", "user_id": user, "user_name": "someone", "command": command, "text": text,
-        "response_url": url, "trigger_id": trigger_id or f"1.2.{secrets.token_hex(4)}", "api_app_id": "A0APP",
+        "response_url": url, "trigger_id": api.trigger(trigger_id), "api_app_id": "A0APP",
     }  # fmt: skip
 
 

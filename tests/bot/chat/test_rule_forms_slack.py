@@ -5,7 +5,6 @@ then ``view_submission`` validated by the core, errors inline by block, authoris
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from datetime import time as clock
 from datetime import timedelta
@@ -23,7 +22,7 @@ from tests.helpers import eventually
 
 async def open_form(client: TestClient, api: FakeSlackApi, clinic: Clinic, user: str, text: str) -> dict[str, Any]:
     """``/rules TEXT``: the empty ack within 3 s, then the view the fake was asked to open."""
-    trigger = f"{secrets.randbelow(10**12)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
+    trigger = api.trigger()
     sent = await slash(client, api, clinic.team, user, "/rules", text, trigger_id=trigger)
     assert sent.response.status == 200 and sent.elapsed < 3.0 and await sent.response.text() == ""
 
@@ -218,8 +217,8 @@ async def test_a_submission_from_an_unlinked_user_or_another_tenant_saves_nothin
 async def test_an_expired_trigger_falls_back_to_a_message_saying_how_to_type_it(
     client: TestClient, slack_api: FakeSlackApi, clinic: Clinic
 ) -> None:
-    trigger = f"1.2.{secrets.token_hex(8)}"
-    slack_api.triggers.add(trigger)  # already exchanged, as an expired one would be refused
+    trigger = slack_api.trigger()
+    slack_api.issued[trigger] -= 60  # Slack's trigger ids last 3 s
     sent = await slash(client, slack_api, clinic.team, clinic.nurse.chat_user, "/rules", "add", trigger_id=trigger)
     (reply,) = await reply_at(slack_api, sent.path)
     slack_api.problems["/api/views.open"].clear()  # the refusal was the point
