@@ -263,6 +263,8 @@ class Junction(Provider):
         floating = _floating_zone(settings)
         async with self._session() as http:
             for resource in self.resources:
+                if window.only is not None and resource not in window.only:
+                    continue  # a push named what changed: the rest is left to the next full sync
                 items: AsyncIterator[Reading | Session]
                 if resource in TIMESERIES:
                     path = f"/v2/timeseries/{user}/{resource}/grouped"
@@ -387,10 +389,20 @@ def parse_push(body: bytes) -> PushEvent:
     source = _object(data.get("source"))
     slug = source.get("provider") or source.get("slug") or data.get("provider")
     reader = Libre if slug in LIBRE_SOURCES else Junction
-    # "daily.data.glucose.created": a sync only when it is a resource the connection reads.
+    # "daily.data.glucose.created": a sync, of that resource only, when the connection reads it.
     parts = kind.split(".")
-    sync = kind.startswith(DATA_EVENTS) and len(parts) > 2 and parts[2] in reader.resources
-    return PushEvent(reader.id, user.strip(), kind, sync=sync)
+    resource = parts[2] if kind.startswith(DATA_EVENTS) and len(parts) > 2 else None
+    if resource not in reader.resources:
+        return PushEvent(reader.id, user.strip(), kind, sync=False)
+    # A backfill says which span it looked through; a daily event's own span is the sync's.
+    window = _span(data) if kind.startswith("historical.") else None
+    return PushEvent(reader.id, user.strip(), kind, window=window, only=frozenset({resource}))
+
+
+def _span(data: Mapping[str, Any]) -> Window | None:
+    """``start_date``..``end_date`` of a historical pull, when both are aware times in order."""
+    start, end = _parse(data.get("start_date")), _parse(data.get("end_date"))
+    return Window(start, end) if start is not None and end is not None and start <= end else None
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -40,6 +40,8 @@ async def test_a_signed_push_requests_a_webhook_sync_of_the_junction_user_s_conn
 
     assert response.status == 202 and (await response.json())["sync_runs"] == 1
     assert await webhook_runs(pool, connection_id) == 1
+    scope = await pool.fetchval("SELECT scope_only FROM sync_runs WHERE connection_id = $1", connection_id)
+    assert scope == ["sleep"]  # the run reads what the push named
 
 
 async def test_a_libre_glucose_push_syncs_the_libre_connection(

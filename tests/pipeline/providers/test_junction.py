@@ -348,13 +348,15 @@ def test_a_rotated_secret_s_signature_list_passes_with_either_entry() -> None:
     verify_push(body, both, SECRET)
 
 
+GLUCOSE, SLEEP = frozenset({"glucose"}), frozenset({"sleep"})
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (event("u-1"), PushEvent("libre", "u-1", "daily.data.glucose.created")),
-        (event("u-1", "daily.data.sleep.updated", "oura"), PushEvent("junction", "u-1", "daily.data.sleep.updated")),
-        (event("u-1", "historical.data.sleep.created", "oura"),
-         PushEvent("junction", "u-1", "historical.data.sleep.created")),
+        (event("u-1"), PushEvent("libre", "u-1", "daily.data.glucose.created", only=GLUCOSE)),
+        (event("u-1", "daily.data.sleep.updated", "oura"),
+         PushEvent("junction", "u-1", "daily.data.sleep.updated", only=SLEEP)),
         (event("u-1", "provider.connection.error", "oura"),
          PushEvent("junction", "u-1", "provider.connection.error", sync=False)),
         (event("u-1", "daily.data.workouts.created", "oura"),
@@ -363,10 +365,28 @@ def test_a_rotated_secret_s_signature_list_passes_with_either_entry() -> None:
          PushEvent("libre", "u-1", "daily.data.sleep.created", sync=False)),
     ],
 )  # fmt: skip
-def test_events_name_the_junction_user_the_connection_kind_and_whether_to_sync(
+def test_events_name_the_junction_user_the_connection_what_changed_and_whether_to_sync(
     body: bytes, expected: PushEvent
 ) -> None:
     assert parse_push(body) == expected
+
+
+def test_a_historical_pull_gives_the_span_it_looked_through() -> None:
+    data = {"user_id": "u-1", "provider": "oura", "is_final": True}
+    span = {"start_date": "2026-02-01T00:00:00+00:00", "end_date": "2026-03-01T00:00:00+00:00"}
+    doc = {"event_type": "historical.data.sleep.created", "user_id": "u-1", "data": data | span}
+    found = parse_push(json.dumps(doc).encode())
+    assert found.window == Window(datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+    assert found.only == SLEEP and found.provider == "junction"
+    backwards = doc | {"data": data | {"start_date": span["end_date"], "end_date": span["start_date"]}}
+    assert parse_push(json.dumps(backwards).encode()).window is None
+
+
+async def test_a_fetch_for_a_push_reads_only_what_it_named(junction: Junction, user: User) -> None:
+    window = Window(WINDOW.start, WINDOW.end, frozenset({"glucose"}))
+    found = [i async for i in junction.fetch({"user_id": user.user_id}, window, {})]
+    assert {type(i) for i in found} == {Reading} and {i.metric for i in found if isinstance(i, Reading)} == {"glucose"}
+    assert {r.path.split("/")[-2] for r in user.requests} == {"glucose"}
 
 
 @pytest.mark.parametrize(
