@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 # The order they run in: the short ones first, so a broken setup shows early.
-BENCHES = ("upsert", "ingest", "analytics", "admin", "fanout", "slash", "frontdoor", "e2e")
+BENCHES = ("upsert", "ingest", "analytics", "apple_health", "admin", "fanout", "slash", "frontdoor", "e2e")
 TAKES_REDIS = frozenset({"admin", "fanout", "slash", "frontdoor", "e2e"})
 COLUMNS = ("case", "baseline", "ours", "ratio", "target", "result")
 HEADINGS = ("Case", "Baseline", "Ours", "Ratio", "Target", "Result")

@@ -118,6 +118,15 @@ async def consume_confirmed(conn: asyncpg.Connection, token: str, form_token: st
     return await consume(conn, token)
 
 
+async def peek(conn: asyncpg.Connection, token: str) -> ConnectLink | None:
+    """The link ``token`` opens, without spending it: a page may show what the link is for
+    before a POST spends it.  None when unknown, used or expired."""
+    row = await conn.fetchrow(
+        "SELECT user_id, provider FROM connect_links WHERE token_hash = $1 AND expires_at > now()", _hash(token)
+    )
+    return ConnectLink(row["user_id"], row["provider"]) if row else None
+
+
 async def start_flow(conn: asyncpg.Connection, user_id: int, provider: str, redirect_uri: str, *, pkce: bool) -> Flow:
     """An OAuth state for the user's flow (``db.oauth_states``), with a PKCE verifier when asked."""
     state, _ = await oauth_states.create(conn, user_id, provider, redirect_uri)

@@ -215,9 +215,10 @@ async def create_due(
     synced_before: datetime,
     providers: Sequence[str] | None = None,
     jitter: timedelta = timedelta(0),
+    skip: Sequence[str] = (),
 ) -> list[DueRun]:
-    """A run for each active connection (of ``providers``, if given) last synced before
-    ``synced_before`` that has none open.
+    """A run for each active connection (of ``providers``, if given, and not of ``skip``) last
+    synced before ``synced_before`` that has none open.
 
     Each run is due after a delay in [0, jitter) fixed by its connection id, so a sweep over
     many connections spreads its load, and the same connection keeps its place in every sweep.
@@ -229,7 +230,7 @@ async def create_due(
         "   + 2147483648) % $4 / 1000.0) END"
         " FROM connections c WHERE c.status = 'active'"
         "   AND (c.last_synced_at IS NULL OR c.last_synced_at < $2)"
-        "   AND ($3::text[] IS NULL OR c.provider = ANY($3))"
+        "   AND ($3::text[] IS NULL OR c.provider = ANY($3)) AND c.provider <> ALL($5::text[])"
         "   AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.connection_id = c.id"
         "                   AND r.status IN ('pending', 'running'))"
         " RETURNING id, coalesce(not_before - created_at, interval '0') AS delay",
@@ -237,5 +238,6 @@ async def create_due(
         synced_before,
         list(providers) if providers is not None else None,
         jitter_ms,
+        list(skip),
     )
     return [DueRun(r["id"], r["delay"]) for r in rows]

@@ -46,9 +46,12 @@ class SyncOutcome:
 
 
 def sync_window(settings: PipelineSettings, connection: Connection, trigger: str, now: datetime) -> Window:
-    """First sync: the last N days.  Daily job: the lookback.  Otherwise: since the last sync, less
-    the overlap, from the start of that (UTC) day, because a day's totals keep changing until
-    the day ends and providers report them per day."""
+    """An import: the retention period.  First sync: the last N days.  Daily job: the lookback.
+    Otherwise: since the last sync, less the overlap, from the start of that (UTC) day, because a
+    day's totals keep changing until the day ends and providers report them per day."""
+    if trigger == "import":
+        # A whole export: everything the weekly cleanup would keep (older readings would go).
+        return Window(now - timedelta(days=settings.retention_days), now)
     if connection.last_synced_at is None:
         return Window(now - timedelta(days=settings.first_sync_days), now)
     if trigger == "daily":

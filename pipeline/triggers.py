@@ -17,6 +17,7 @@ from dramatiq.errors import BrokerError
 
 from db import sync_runs
 from pipeline import actors
+from pipeline.providers import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,12 @@ async def sweep(
     """Create and enqueue a run for every active connection (of ``providers``) that is due.
 
     With ``jitter``, each message is delayed by its connection's fixed offset in [0, jitter),
-    so ten thousand connections do not all hit their providers in the same second.
+    so ten thousand connections do not all hit their providers in the same second.  Providers
+    with nothing to pull (an uploaded export) are never swept: each of their runs is asked for.
     """
+    skip = [p.id for p in PROVIDERS.values() if not p.capabilities.rest_pull]
     async with pool.acquire() as conn:
-        due = await sync_runs.create_due(conn, trigger, synced_before, providers, jitter)
+        due = await sync_runs.create_due(conn, trigger, synced_before, providers, jitter, skip)
     for run in due:
         enqueue(actors.sync, run.id, delay=run.delay)
     if due:

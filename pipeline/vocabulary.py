@@ -15,6 +15,8 @@ UNITS: dict[str, str] = {
     "resting_heart_rate": "bpm",
     "heart_rate": "bpm",
     "hrv_rmssd": "ms",
+    # Apple's HRV: the SDNN of a short recording.  Not comparable with RMSSD, so kept apart.
+    "hrv_sdnn": "ms",
     "sleep_duration": "min",
     "sleep_efficiency": "%",
     "sleep_deep": "min",
@@ -42,6 +44,7 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     "resting_heart_rate": (20, 250),
     "heart_rate": (20, 300),
     "hrv_rmssd": (0, 500),
+    "hrv_sdnn": (0, 500),
     "sleep_duration": (0, 1440),
     "sleep_efficiency": (0, 100),
     "sleep_deep": (0, 1440),

@@ -258,3 +258,23 @@ def test_bench_all_runs_the_benches_it_is_given_and_writes_the_document_where_to
     doc = out.read_text()
     assert "## Idempotent metric upsert" in doc and "| stale rows after the 10%-changed replay | 2,160 | 0 |" in doc
     assert "## E2E throughput" not in doc
+
+
+@pytest.mark.timeout(300)
+def test_the_apple_health_bench_imports_an_export_and_measures_it_beside_a_full_elementtree_parse(
+    servers: Servers,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/apple_health.py", "--quick", "--database-url", servers.database_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^export\s+export\.xml \d+\.\d MiB .*, [\d,]+ records over 85 days", result.stdout, re.M)
+    assert re.search(r"^ours\s+peak RSS [\d,.]+ MiB .*; ([\d,]+) received, \1 stored, 0 invalid", result.stdout, re.M)
+    assert re.search(r"^baseline\s+ElementTree\.parse peak RSS [\d,.]+ MiB", result.stdout, re.M)
+    assert re.search(r"^target\s+(PASS|MISS) peak RSS ≤ 256 MiB", result.stdout, re.M)
+    found = bench_all.parse_result(result.stdout)
+    assert found is not None and found["bench"] == "apple_health" and len(found["rows"]) == 4

@@ -15,6 +15,10 @@ from pipeline.providers import PROVIDERS
 
 # Providers a person links through the browser; the simulator and push-only sources are not.
 _HIDDEN = {"simulator", "ingest"}
+# What people type for a provider whose id is longer.
+_ALIASES = {"apple": "apple_health"}
+# Providers connected by uploading a file: their link opens an upload page, not a sign-in.
+_UPLOADS = {"apple_health": "/connect/apple"}
 
 
 async def connect(ctx: CommandContext) -> Reply:
@@ -33,7 +37,7 @@ async def connect(ctx: CommandContext) -> Reply:
 
 
 def _provider(name: str) -> str:
-    name = name.lower()
+    name = _ALIASES.get(name.lower(), name.lower())
     if name not in PROVIDERS or name in _HIDDEN:
         known = ", ".join(sorted(set(PROVIDERS) - _HIDDEN))
         raise UsageError(f"Unknown provider {name!r}. Known: {known}.")
@@ -93,6 +97,13 @@ async def _start(ctx: CommandContext, provider: str) -> Reply:
         await disclose(ctx, conn, "chat.connect_link_issued", subject_type="user", subject_id=_user(ctx),
                        ephemeral=True, details={"provider": provider})  # fmt: skip
     name = PROVIDERS[provider].display_name
+    if provider in _UPLOADS:
+        return Reply(
+            f"Import {name}",
+            ("On your iPhone, open Health, tap your picture, then Export All Health Data. This one-time link"
+             " opens a page to upload the export.zip it makes. It works once, for 15 minutes. Do not share it.",),
+            links=(Link(f"Upload my {name} export", f"{ctx.public_url}{_UPLOADS[provider]}?token={token}"),),
+        )  # fmt: skip
     return Reply(
         f"Connect {name}",
         (f"This one-time link opens CareBeacon, which sends you on to {name} to approve access."

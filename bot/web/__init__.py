@@ -12,7 +12,7 @@ import os
 
 from aiohttp import web
 
-from bot.web import oauth, provider_hooks
+from bot.web import apple_health, oauth, provider_hooks
 from bot.web.provider_hooks import WEB_SETTINGS
 from bot.web.settings import WebSettings
 
@@ -25,3 +25,4 @@ def setup(app: web.Application, settings: WebSettings | None = None) -> None:
     app[WEB_SETTINGS] = settings or WebSettings.from_env(os.environ)
     oauth.add_routes(app.router)
     provider_hooks.add_routes(app.router)
+    apple_health.add_routes(app.router)

@@ -21,6 +21,7 @@ import os
 
 from db.env import Env
 from pipeline.errors import PermanentSyncError
+from pipeline.providers.apple_health import AppleHealth
 from pipeline.providers.base import Capabilities, Provider, Window
 from pipeline.providers.dexcom import Dexcom
 from pipeline.providers.junction import Junction, Libre
@@ -40,6 +41,7 @@ def build_providers(env: Env = os.environ) -> dict[str, Provider]:
             Whoop.from_env(env),
             Dexcom.from_env(env),
             Withings.from_env(env),
+            AppleHealth.from_env(env),
             Junction.from_env(env),
             Libre.from_env(env),
         )
