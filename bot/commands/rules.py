@@ -1,5 +1,5 @@
 """/rules: list, add, edit, pause, resume and delete alert rules, with typed ``key=value`` words or
-a form (``/rules add`` and ``/rules edit ID`` alone open a modal).
+a form (``/rules add`` and ``/rules edit ID`` alone open a modal); list the channels they send to.
 
 A chat user manages the rules they own (``owner_user_id``) and those of care teams in which
 they act (clinician, nurse, coach); tenant-wide rules stay with the API.  Both ways run the
@@ -43,19 +43,19 @@ async def rules(ctx: CommandContext) -> Reply:
     if verb == "channels":
         return await _channels(ctx)
     if verb in ("pause", "resume", "delete"):
-        if len(args) != 2 or not args[1].isdigit():
+        if len(args) != 2:
             raise UsageError(f"/rules {verb} RULE_ID")
-        return await _change(ctx, verb, int(args[1]))
+        return await _change(ctx, verb, _rule_id(args[1]))
     if verb == "add":
         if len(args) == 1:
             return await _form(ctx, None)
         return await _save(ctx, None, _typed(args[1:], rule_form.ADD_KEYS))
     if verb == "edit":
-        if len(args) < 2 or not args[1].isdigit():
+        if len(args) < 2:
             raise UsageError("/rules edit RULE_ID [key=value …]")
         if len(args) == 2:
-            return await _form(ctx, int(args[1]))
-        return await _save(ctx, int(args[1]), _typed(args[2:], rule_form.EDIT_KEYS))
+            return await _form(ctx, _rule_id(args[1]))
+        return await _save(ctx, _rule_id(args[1]), _typed(args[2:], rule_form.EDIT_KEYS))
     raise UsageError(f"Unknown action {verb!r}: list, channels, add, edit, pause, resume or delete.")
 
 
@@ -67,7 +67,7 @@ async def submit(ctx: CommandContext, form_id: str, values: dict[str, str]) -> S
     allowed = rule_form.ADD_KEYS if verb == "add" else rule_form.EDIT_KEYS
     form = {k: v for k, v in values.items() if k in allowed}
     try:
-        return Submitted(await _save(ctx, int(raw_id) if verb == "edit" else None, form, via="form"))
+        return Submitted(await _save(ctx, _rule_id(raw_id) if verb == "edit" else None, form, via="form"))
     except _Invalid as exc:
         return rejected(rule_form.LABELS, exc.errors)
 
@@ -132,6 +132,13 @@ async def _change(ctx: CommandContext, verb: str, rule_id: int) -> Reply:
                        ephemeral=True)  # fmt: skip
     done = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[verb]
     return Reply(f"Rule #{rule_id} {done}")
+
+
+def _rule_id(text: str) -> int:
+    """A rule id as typed; a UsageError for anything a bigint column cannot hold."""
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise UsageError(f"{text!r} is not a rule id: /rules lists yours.")
+    return int(text)
 
 
 class _Invalid(UsageError):

@@ -236,3 +236,12 @@ async def test_rules_channels_lists_the_tenants_channels_by_id_without_their_des
     assert f"#{clinic.channel_id} ward" in shown and "console" in shown
     assert f"#{other_clinic.channel_id} " not in shown and "/dev/null" not in shown
     assert reply["response_type"] == "ephemeral"
+
+
+async def test_a_rule_id_too_big_for_the_database_is_a_usage_error_not_a_failure(
+    client: TestClient, slack_api: FakeSlackApi, clinic: Clinic
+) -> None:
+    for text in ("pause 99999999999999999999", "edit 99999999999999999999"):
+        sent = await slash(client, slack_api, clinic.team, clinic.nurse.chat_user, "/rules", text)
+        (reply,) = await reply_at(slack_api, sent.path)
+        assert "is not a rule id" in text_of(reply) and "Something went wrong" not in text_of(reply)
