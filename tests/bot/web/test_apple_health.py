@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import dramatiq
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,6 +23,7 @@ from pipeline.providers.apple_health import AppleHealth
 from tests.bot.api.conftest import Tenant, make_user
 from tests.bot.web.conftest import SETTINGS
 from tests.fakes.apple_health import export_xml, export_zip, record
+from tests.helpers import eventually
 
 EXPORT = export_zip(export_xml(record("HeartRate", 64, "count/min", datetime.now(UTC) - timedelta(hours=2))))
 
@@ -147,3 +149,29 @@ async def test_a_body_that_is_not_multipart_is_refused_with_400(
     user_id = await make_user(client, clinic, "apple-raw")
     response = await client.post("/connect/apple", params={"token": await link(pool, user_id)}, data=EXPORT)
     assert response.status == 400 and "No file arrived" in await response.text()
+
+
+async def test_the_workers_import_an_upload_and_hand_the_run_to_analytics(
+    client: TestClient, clinic: Tenant, pool: asyncpg.Pool, apple: AppleHealth, worker: dramatiq.Worker
+) -> None:
+    user_id = await make_user(client, clinic, "apple-worker")
+    now = datetime.now(UTC).replace(microsecond=0)
+    rates = [record("RestingHeartRate", 50 + d % 5, "count/min", now - timedelta(days=d, hours=1)) for d in range(40)]
+    upload = export_zip(export_xml(*rates))
+
+    done = await client.post("/connect/apple", params={"token": await link(pool, user_id)}, data=form(upload))
+    assert done.status == 200
+
+    query = "SELECT r.* FROM sync_runs r JOIN connections c ON c.id = r.connection_id WHERE c.user_id = $1"
+    run = await eventually(
+        lambda: pool.fetchrow(query + " AND r.analysed_at IS NOT NULL", user_id), what="an analysed import run"
+    )
+    assert (run["trigger"], run["status"], run["rows_written"], run["rows_invalid"]) == ("import", "completed", 40, 0)
+    days = await pool.fetchval(
+        "SELECT count(*) FROM daily_stats WHERE user_id = $1 AND metric = 'resting_heart_rate'", user_id
+    )
+    assert days >= 30  # the analytics run covered the imported history, not just today
+    audit = await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE action = 'wearable_sync' AND subject_id = $1", run["id"]
+    )
+    assert audit == 1
