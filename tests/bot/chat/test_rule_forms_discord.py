@@ -25,6 +25,7 @@ from tests.bot.chat.test_discord import (  # noqa: F401  (fixtures)
     discord_client,
     discord_client_factory,
     discord_settings,
+    edited,
     guild,
     interaction,
     other_guild,
@@ -202,3 +203,24 @@ async def test_over_the_gateway_the_modal_goes_to_the_callback_endpoint_in_the_d
     (body,) = discord_api.bodies(callback)
     assert body["type"] == 9 and body["data"]["custom_id"] == "rules:add"
     assert discord_api.problems[callback] == []
+
+
+async def test_a_form_that_takes_over_the_budget_is_deferred_and_its_reply_says_how_to_type_it(
+    discord_client: TestClient, discord_api: FakeDiscordApi, guild: Guild, pool: asyncpg.Pool,
+    pipeline_runtime: runtime.Runtime,
+) -> None:  # fmt: skip
+    channel_id = await channel_of(pool, pipeline_runtime.keyring, guild)
+    async with pool.acquire() as conn:
+        rule_id = await notification_rules.create_rule(
+            conn, tenant_id=guild.tenant_id, name="Busy", channel_id=channel_id, owner_user_id=guild.nurse.user_id
+        )
+    # Another writer holds the rule's row: opening its form waits past the 2 s budget.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM notification_rules WHERE id = $1 FOR UPDATE", rule_id)
+        sent = await slash(discord_client, discord_api, guild.guild_id, guild.nurse.snowflake, "rules",
+                           action="edit", arguments=str(rule_id))  # fmt: skip
+        first = await sent.json()
+
+    reply = await edited(discord_api, sent.token)
+    assert sent.elapsed < 3.0 and first == {"type": 5, "data": {"flags": 64}}
+    assert f"/rules edit {rule_id} key=value" in text_of(reply) and reply["flags"] == 64
