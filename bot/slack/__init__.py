@@ -48,7 +48,7 @@ def setup(app: web.Application, settings: SlackSettings, *, keyring: Keyring, pu
     mode = "OAuth install" if bolt.oauth_flow is not None else "single workspace (SLACK_BOT_TOKEN)"
     where = ["/slack/events"] if settings.signing_secret is not None else []
     where += ["Socket Mode"] if settings.socket_mode else []
-    log.info("Slack front end is on at %s, %s", " and ".join(where), mode)
+    log.info("Slack front end is on (%s), %s", " and ".join(where), mode)
     return True
 
 

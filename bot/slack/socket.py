@@ -34,7 +34,7 @@ def lifecycle(bolt: AsyncApp, app_token: str) -> Lifecycle:
         # Made here, on the running loop: the client opens its aiohttp session in __init__.
         handler = AsyncSocketModeHandler(bolt, app_token)
         task = asyncio.ensure_future(handler.connect_async())  # type: ignore[no-untyped-call]
-        log.info("Slack front end is on over Socket Mode")
+        log.info("Slack Socket Mode: connecting")
         try:
             yield
         finally:
