@@ -32,3 +32,13 @@ async def record(
         data = {"connection_id": connection_id, "user_id": user_id, "provider": provider}
         await events.publish(conn, tenant_id, events.CONNECTION_CREATED, data)
     return connection_id, previous
+
+
+async def named(conn: asyncpg.Connection, provider: str) -> set[str]:
+    """The exports that connections to ``provider`` still read: every one but a revoked one's."""
+    rows = await conn.fetch(
+        "SELECT settings->>'export' AS name FROM connections"
+        " WHERE provider = $1 AND status <> 'revoked' AND settings ? 'export'",
+        provider,
+    )
+    return {r["name"] for r in rows}

@@ -16,12 +16,14 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from db import analytics, audit, metrics
+from db import analytics, audit, exports, metrics
 from db import cleanup as stored_cleanup
 from db import reports as stored_reports
 from db import schedule as stored_schedule
 from pipeline import actors
 from pipeline.analytics import aggregates
+from pipeline.providers import PROVIDERS
+from pipeline.providers.apple_health import AppleHealth
 from pipeline.reconciler import reconcile as reconcile_work
 from pipeline.scheduler import Job, cron, every, fires_at, previous_fire_time
 from pipeline.settings import PipelineSettings
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 JobFunc = Callable[[asyncpg.Pool, PipelineSettings, datetime], Awaitable[None]]
 
 RECONCILE_EVERY = timedelta(seconds=30)
+# An unclaimed upload younger than this may still be arriving, or about to be recorded.
+EXPORT_GRACE = timedelta(days=1)
 WHOOP = ("whoop",)
 CGM = ("dexcom", "libre")
 # Sweeps take this lock, so two at one instant (the CGM sync and the interval sweep at :30)
@@ -149,13 +153,31 @@ async def refresh_daily_stats(pool: asyncpg.Pool, user_id: int, timezone: str, n
 
 
 async def cleanup(pool: asyncpg.Pool, settings: PipelineSettings, slot: datetime) -> None:
-    """Readings older than RETENTION_DAYS, readings of disconnected devices, old slots."""
+    """Readings older than RETENTION_DAYS, readings of disconnected devices, old slots, and
+    uploaded exports no connection reads any more."""
     before = slot - timedelta(days=settings.retention_days)
     async with pool.acquire() as conn:
         old = await stored_cleanup.old_readings(conn, before)
         orphaned = await stored_cleanup.orphaned_readings(conn)
         slots = await stored_cleanup.old_slots(conn, before)
     log.info("cleanup: %d old reading(s), %d orphaned reading(s), %d old slot(s) deleted", old, orphaned, slots)
+    files = await forget_exports(pool, slot - EXPORT_GRACE)
+    if files:
+        log.info("cleanup: %d uploaded export(s) no connection reads deleted", files)
+
+
+async def forget_exports(pool: asyncpg.Pool, before: datetime) -> int:
+    """Delete the upload directory's files, written before ``before``, that no connection
+    reads: a revoked connection's export holds health data nobody may use.  Returns how many."""
+    provider = PROVIDERS.get(AppleHealth.id)
+    if not isinstance(provider, AppleHealth):
+        return 0
+    async with pool.acquire() as conn:
+        named = await exports.named(conn, AppleHealth.id)
+    stale = provider.unclaimed(named, before)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 async def reports(pool: asyncpg.Pool, settings: PipelineSettings, slot: datetime) -> None:

@@ -15,6 +15,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,6 +108,18 @@ class AppleHealth(Provider):
         if not _SAFE_NAME.match(name):
             raise PermanentSyncError("apple_health: the connection names no valid export")
         return self.upload_dir / name
+
+    def unclaimed(self, named: set[str], before: datetime) -> list[Path]:
+        """Files in the upload directory last written before ``before`` that no connection
+        reads: exports of revoked or deleted connections, uploads that never finished.  A file
+        written since may be an upload still arriving, or one a moment from being recorded."""
+        if not self.upload_dir.is_dir():
+            return []
+        return sorted(
+            path
+            for path in self.upload_dir.iterdir()
+            if path.is_file() and path.name not in named and path.stat().st_mtime < before.timestamp()
+        )
 
     async def fetch(
         self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]

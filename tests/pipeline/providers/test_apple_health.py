@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from db.metrics import Reading
 from db.sessions import Session
 from pipeline import runtime, vocabulary
 from pipeline.errors import PermanentSyncError
+from pipeline.jobs import EXPORT_GRACE, forget_exports
 from pipeline.providers import PROVIDERS, Window
 from pipeline.providers.apple_export import convert
 from pipeline.providers.apple_health import AppleHealth
@@ -267,3 +269,26 @@ def test_conversion_scales_fractions_and_molar_glucose_and_leaves_an_unknown_uni
     assert convert("mg/dL", "mmol/L", 10) == (pytest.approx(180.15588), "mg/dL")
     assert convert("kg", "stone", 11) == (11, "stone")
     assert math.isnan(convert("bpm", "count/min", math.nan)[0])
+
+
+async def test_the_cleanup_deletes_exports_no_connection_reads_once_they_are_a_day_old(
+    pool: asyncpg.Pool, apple: AppleHealth
+) -> None:
+    async with pool.acquire() as conn:
+        tenant_id = await tenants.ensure_tenant(conn, "apple-cleanup", "Apple cleanup")
+        for name, status in (("kept.zip", "active"), ("revoked.zip", "revoked")):
+            user_id = await tenants.ensure_user(conn, tenant_id, name, name)
+            connection_id = await connections.upsert(
+                conn, runtime.current().keyring, user_id=user_id, provider="apple_health", tokens={},
+                settings={"export": name},
+            )  # fmt: skip
+            await connections.set_status(conn, connection_id, status, None)
+    day_old = (datetime.now(UTC) - timedelta(days=2)).timestamp()
+    for name in ("kept.zip", "revoked.zip", ".abandoned.part", "fresh.zip"):
+        (apple.upload_dir / name).write_bytes(b"PK")
+        if name != "fresh.zip":
+            os.utime(apple.upload_dir / name, (day_old, day_old))
+
+    assert await forget_exports(pool, datetime.now(UTC) - EXPORT_GRACE) == 2
+    # The export a connection reads stays, and so does an upload that may still be arriving.
+    assert sorted(p.name for p in apple.upload_dir.iterdir()) == ["fresh.zip", "kept.zip"]
