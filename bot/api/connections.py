@@ -3,8 +3,10 @@
 ``POST`` with ``{"provider": "simulator", "scenario": …}`` connects the simulator at once and
 starts the initial sync; with an OAuth provider (``{"provider": "oura"}``) it returns the URL to
 send the user to, carrying a state bound to this user that expires in 15 minutes.  Junction and
-Libre (read through Junction) enrol a person Junction already knows: ``{"provider": "junction",
-"junction_user_id": …, "timezone": …}`` connects at once, as the simulator does.
+Libre (read through Junction) connect at once, as the simulator does: ``{"provider": "junction",
+"junction_user_id": …, "timezone": …}`` enrols a person Junction already knows; without
+``junction_user_id`` the person gets a Junction user (``client_user_id`` ``cb-u<user id>``) and
+the answer carries ``link_url``, the Junction Link page where they connect their devices.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bot.api.users import _timezone, owned
 from bot.state import pool
 from db import connections, events, ingest, oauth_states
 from pipeline import triggers
+from pipeline.errors import PermanentSyncError, TransientSyncError
 from pipeline.providers import PROVIDERS
 from pipeline.providers.junction import Junction
 from pipeline.providers.simulator import SCENARIOS, issue_tokens
@@ -63,7 +66,11 @@ NEW_CONNECTION: Schema = {
 CONNECTED: Schema = {
     "type": "object",
     "required": ["connection", "sync_run_id"],
-    "properties": {"connection": CONNECTION, "sync_run_id": {"type": "integer"}},
+    "properties": {
+        "connection": CONNECTION,
+        "sync_run_id": {"type": "integer"},
+        "link_url": {"type": "string", "description": "Junction only: where the person connects their devices."},
+    },
 }
 AUTHORIZE: Schema = {
     "type": "object",
@@ -130,16 +137,24 @@ async def create_connection(request: web.Request) -> web.Response:
 
 
 async def _enrol_junction(request: web.Request, user_id: int, provider: Junction, body: dict[str, Any]) -> web.Response:
-    """Connect a person Junction already knows (its Link widget made the Junction user): the id
-    goes in the settings, and in ``provider_user_id`` so Junction's pushes find the connection."""
-    account = (string_field(body, "junction_user_id", required=True, max_length=128) or "").strip()
-    settings: dict[str, Any] = {"user_id": account}
+    """Connect a person through Junction: the one named by ``junction_user_id``, else a Junction
+    user made (or found) for ours, with a Link URL.  The id goes in the settings, and in
+    ``provider_user_id`` so Junction's pushes find the connection."""
+    account = string_field(body, "junction_user_id", required=False, max_length=128)
     timezone = _timezone(body)
-    if timezone is not None:
-        settings["timezone"] = timezone
     if not provider.available:
         raise ApiError(409, "provider_unavailable", f"{provider.id} is not configured on this server")
-    return await _connect_now(request, user_id, provider.id, settings, {}, account)
+    link_url = None
+    if account is None:
+        try:
+            link = await provider.link(f"cb-u{user_id}")
+        except TransientSyncError as exc:
+            raise ApiError(503, "provider_unreachable", str(exc), headers={"Retry-After": "30"}) from None
+        except PermanentSyncError as exc:
+            raise ApiError(502, "provider_refused", str(exc)) from None
+        account, link_url = link.user_id, link.url
+    settings: dict[str, Any] = {"user_id": account.strip()} | ({"timezone": timezone} if timezone else {})
+    return await _connect_now(request, user_id, provider.id, settings, {}, account.strip(), link_url)
 
 
 async def _connect_simulator(request: web.Request, user_id: int, scenario: str | None) -> web.Response:
@@ -154,9 +169,10 @@ async def _connect_now(
     settings: dict[str, Any],
     tokens: dict[str, Any],
     provider_user_id: str | None,
+    link_url: str | None = None,
 ) -> web.Response:
     """Create (or re-activate) the connection, publish connection.created and start the initial
-    sync: 201 with the connection and the run."""
+    sync: 201 with the connection and the run (and ``link_url`` when given)."""
     async with pool(request).acquire() as conn, conn.transaction():
         connection_id = await connections.upsert(
             conn, keyring(request), user_id=user_id, provider=provider_id, tokens=tokens, settings=settings
@@ -171,7 +187,8 @@ async def _connect_now(
     run_id = await triggers.request_sync(pool(request), connection_id, "initial")
     async with pool(request).acquire() as conn:
         row = await conn.fetchrow(_SELECT + " WHERE id = $1", connection_id)
-    return web.json_response({"connection": public(row), "sync_run_id": run_id}, status=201)
+    found = {"connection": public(row), "sync_run_id": run_id} | ({"link_url": link_url} if link_url else {})
+    return web.json_response(found, status=201)
 
 
 async def delete_connection(request: web.Request) -> web.Response:
@@ -217,7 +234,7 @@ def add_routes(routes: Routes) -> None:
         summary="Connect the simulator or a Junction user (201, initial sync started), or start an OAuth flow (200)",
         body=NEW_CONNECTION,
         responses={200: AUTHORIZE, 201: CONNECTED},
-        errors=(409,),
+        errors=(409, 502),
     )
     routes.add(
         "DELETE",

@@ -24,7 +24,8 @@ from pipeline.errors import PermanentSyncError
 from pipeline.providers.apple_health import AppleHealth
 from pipeline.providers.base import Capabilities, Provider, Window
 from pipeline.providers.dexcom import Dexcom
-from pipeline.providers.junction import Junction, Libre
+from pipeline.providers.junction import Junction
+from pipeline.providers.libre import Libre
 from pipeline.providers.oura import Oura
 from pipeline.providers.simulator import Simulator
 from pipeline.providers.whoop import Whoop

@@ -54,9 +54,11 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as clock
 from typing import Any, ClassVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
@@ -81,6 +83,8 @@ BASES = {
 KEY_HEADER = "X-Vital-API-Key"
 # Junction's slugs for LibreView: through a LibreView practice, and (older) the patient's account.
 LIBRE_SOURCES = frozenset({"freestyle_libre", "abbott_libreview"})
+# The ``libre`` provider (pipeline/providers/libre.py): pushes about LibreView data are its own.
+LIBRE_ID, LIBRE_RESOURCES = "libre", ("glucose",)
 MINUTES = 1 / 60  # Junction durations are seconds
 # Session detail keys (pipeline.vocabulary.DETAILS) and the sleep fields, in seconds, behind them.
 STAGES = {"deep_min": "deep", "rem_min": "rem", "light_min": "light", "awake_min": "awake"}
@@ -190,6 +194,14 @@ def _inside(item: Reading | Session, window: Window) -> bool:
 # -- the client ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class JunctionLink:
+    """A Junction user, and where that person links their devices (the URL holds a one-time token)."""
+
+    user_id: str
+    url: str = field(repr=False)
+
+
 class Junction(Provider):
     """Everything a Junction user's linked sources give; ``sources`` narrows it to some."""
 
@@ -239,8 +251,12 @@ class Junction(Provider):
         )
 
     @property
+    def configured(self) -> bool:
+        return self._api_key is not None
+
+    @property
     def unavailable_reason(self) -> str | None:
-        return None if self._api_key else f"{self.display_name} needs JUNCTION_API_KEY (the team API key)"
+        return None if self.configured else f"{self.display_name} needs JUNCTION_API_KEY (the team API key)"
 
     @staticmethod
     def user_id(tokens: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -325,27 +341,53 @@ class Junction(Provider):
             yield http
 
     async def _get(self, http: aiohttp.ClientSession, path: str, params: Mapping[str, str]) -> JSON:
-        async with translate_errors(self.id), http.get(self.base_url + path, params=params) as resp:
+        found = await self._call(http, "GET", path, params=params)
+        assert found is not None  # only a call with missing_ok answers None
+        return found
+
+    async def _call(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: JSON | None = None,
+        missing_ok: bool = False,
+    ) -> JSON | None:
+        """The JSON object Junction answers; None for a 404 when ``missing_ok``.  Raises per the
+        module docstring."""
+        url = self.base_url + path
+        async with translate_errors(self.id), http.request(method, url, params=params, json=body) as resp:
             if resp.status in (401, 403):
                 # The team key, not a user's token: refreshing or reconnecting a user cannot help.
                 raise PermanentSyncError(f"junction answered {resp.status}: the API key was refused (JUNCTION_API_KEY)")
+            if resp.status == 404 and missing_ok:
+                return None
             await check(self.id, resp, [self._api_key])
             return await read_json(self.id, resp)
 
-
-class Libre(Junction):
-    """FreeStyle Libre glucose, read through Junction's LibreView integration.  A person links
-    their LibreView account in Junction Link; the connection holds that Junction user's id."""
-
-    id: ClassVar[str] = "libre"
-    display_name: ClassVar[str] = "FreeStyle Libre"
-    metrics: ClassVar[frozenset[str]] = frozenset({"glucose"})
-    sources: ClassVar[frozenset[str] | None] = LIBRE_SOURCES
-    resources: ClassVar[tuple[str, ...]] = ("glucose",)
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        return None if self._api_key else "FreeStyle Libre is read through Junction: it needs JUNCTION_API_KEY"
+    async def link(self, client_user_id: str, redirect_url: str | None = None) -> JunctionLink:
+        """The Junction user for our ``client_user_id`` (found, else created) and a Junction Link
+        URL where the person connects their devices; for Libre, the widget offers LibreView only.
+        Raises TransientSyncError or PermanentSyncError."""
+        async with self._session() as http:
+            found = await self._call(http, "GET", f"/v2/user/resolve/{quote(client_user_id, safe='')}", missing_ok=True)
+            if found is None:
+                found = await self._call(http, "POST", "/v2/user", body={"client_user_id": client_user_id})
+            user_id = found.get("user_id") if found else None
+            if not isinstance(user_id, str) or not user_id:
+                raise TransientSyncError("junction answered the user request without a user_id")
+            request: JSON = {"user_id": user_id}
+            if redirect_url is not None:
+                request["redirect_url"] = redirect_url
+            if self.sources is not None:
+                request["filter_on_providers"] = sorted(self.sources)
+            token = await self._call(http, "POST", "/v2/link/token", body=request)
+        url = token.get("link_web_url") if token else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise TransientSyncError("junction answered the link token request without a link_web_url")
+        return JunctionLink(user_id, url)
 
 
 # -- push webhooks ------------------------------------------------------------------------------
@@ -388,15 +430,15 @@ def parse_push(body: bytes) -> PushEvent:
         raise MalformedPush("user_id must identify the Junction user")
     source = _object(data.get("source"))
     slug = source.get("provider") or source.get("slug") or data.get("provider")
-    reader = Libre if slug in LIBRE_SOURCES else Junction
+    provider, reads = (LIBRE_ID, LIBRE_RESOURCES) if slug in LIBRE_SOURCES else (Junction.id, Junction.resources)
     # "daily.data.glucose.created": a sync, of that resource only, when the connection reads it.
     parts = kind.split(".")
     resource = parts[2] if kind.startswith(DATA_EVENTS) and len(parts) > 2 else None
-    if resource not in reader.resources:
-        return PushEvent(reader.id, user.strip(), kind, sync=False)
+    if resource not in reads:
+        return PushEvent(provider, user.strip(), kind, sync=False)
     # A backfill says which span it looked through; a daily event's own span is the sync's.
     window = _span(data) if kind.startswith("historical.") else None
-    return PushEvent(reader.id, user.strip(), kind, window=window, only=frozenset({resource}))
+    return PushEvent(provider, user.strip(), kind, window=window, only=frozenset({resource}))
 
 
 def _span(data: Mapping[str, Any]) -> Window | None:

@@ -13,6 +13,10 @@ encodes them:
 * ``GET /v2/timeseries/{user_id}/{heartrate,glucose}/grouped?start_date=&end_date=&provider=
   &cursor=``: ``{"groups": {slug: [{"source": {...}, "data": [samples]}]}, "next_cursor"}``,
   ``page_size`` samples a page, the cursor opaque;
+* ``GET /v2/user/resolve/{client_user_id}`` (404 when unknown), ``POST /v2/user``
+  ``{"client_user_id"}`` (400 when taken) and ``POST /v2/link/token`` ``{"user_id",
+  "redirect_url"?, "filter_on_providers"?}`` answering ``{"link_token", "link_web_url"}``
+  (the "Create user", "Resolve user" and "Generate a link token" reference pages);
 * a missing ``start_date`` is FastAPI's 422 ``{"detail": [{"loc", "msg", "type"}]}``; an unknown
   user is 404 ``{"detail": "User not found"}``.
 
@@ -63,6 +67,7 @@ class FakeJunction(ThreadedServer):
         self.api_key = api_key
         self.page_size = page_size
         self.users: dict[str, User] = {}
+        self.link_requests: list[Doc] = []
 
     def env(self) -> dict[str, str]:
         """What a worker needs to use this server as Junction."""
@@ -76,6 +81,48 @@ class FakeJunction(ThreadedServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v2/summary/{resource}/{user_id}", self._summary)
         app.router.add_get("/v2/timeseries/{user_id}/{resource}/grouped", self._timeseries)
+        app.router.add_get("/v2/user/resolve/{client_user_id}", self._resolve)
+        app.router.add_post("/v2/user", self._create_user)
+        app.router.add_post("/v2/link/token", self._link_token)
+
+    def _by_client_id(self, client_user_id: str) -> User | None:
+        return next((u for u in list(self.users.values()) if u.client_user_id == client_user_id), None)
+
+    def _refused(self, request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("X-Vital-API-Key") != self.api_key:
+            return web.json_response({"detail": "Invalid API key"}, status=401)
+        return None
+
+    async def _resolve(self, request: web.Request) -> web.StreamResponse:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        user = self._by_client_id(request.match_info["client_user_id"])
+        if user is None:
+            return web.json_response({"detail": "User not found"}, status=404)
+        return web.json_response(_user_doc(user))
+
+    async def _create_user(self, request: web.Request) -> web.StreamResponse:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        client_user_id = (await request.json()).get("client_user_id")
+        if not isinstance(client_user_id, str) or not client_user_id:
+            missing = [{"loc": ["body", "client_user_id"], "msg": "field required", "type": "value_error.missing"}]
+            return web.json_response({"detail": missing}, status=422)
+        if self._by_client_id(client_user_id) is not None:
+            return web.json_response({"detail": "Client user id already exists."}, status=400)
+        user = self.add_user()
+        user.client_user_id = client_user_id
+        return web.json_response(_user_doc(user))
+
+    async def _link_token(self, request: web.Request) -> web.StreamResponse:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        body = await request.json()
+        self.link_requests.append(body)
+        if body.get("user_id") not in self.users:
+            return web.json_response({"detail": "User not found"}, status=404)
+        token = uuid.uuid4().hex
+        return web.json_response({"link_token": token, "link_web_url": f"{self.url}/link?token={token}"})
 
     async def _admit(
         self, request: web.Request, resources: tuple[str, ...]
@@ -84,8 +131,8 @@ class FakeJunction(ThreadedServer):
         resource = request.match_info["resource"]
         if resource not in resources:
             return web.json_response({"detail": "Not Found"}, status=404)
-        if request.headers.get("X-Vital-API-Key") != self.api_key:
-            return web.json_response({"detail": "Invalid API key"}, status=401)
+        if (refused := self._refused(request)) is not None:
+            return refused
         user = self.users.get(request.match_info["user_id"])
         if user is None:
             return web.json_response({"detail": "User not found"}, status=404)
@@ -138,6 +185,11 @@ class FakeJunction(ThreadedServer):
             groups[slug][0]["data"].append(sample)
         cursor = _cursor(offset + self.page_size) if rest else None
         return web.json_response({"groups": groups, "next": cursor, "next_cursor": cursor})
+
+
+def _user_doc(user: User) -> Doc:
+    return {"user_id": user.user_id, "client_user_id": user.client_user_id, "team_id": "team-fake",
+            "created_on": "2026-01-05T10:00:00+00:00", "connected_sources": []}  # fmt: skip
 
 
 def _detail(status: int) -> Any:

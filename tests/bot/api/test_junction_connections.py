@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from pipeline.providers import PROVIDERS
-from pipeline.providers.junction import Junction, Libre
+from pipeline.providers.junction import Junction
+from pipeline.providers.libre import Libre
 from tests.bot.api.conftest import Tenant, error_of, make_user
+from tests.fakes.junction import FakeJunction
+
+
+@pytest.fixture(scope="module")
+def fake_junction() -> Iterator[FakeJunction]:
+    server = FakeJunction(api_key="sk_us_key").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"JUNCTION_API_KEY": "sk_us_key"}
+def configured(monkeypatch: pytest.MonkeyPatch, fake_junction: FakeJunction) -> None:
+    env = fake_junction.env()
     monkeypatch.setitem(PROVIDERS, "junction", Junction.from_env(env))
     monkeypatch.setitem(PROVIDERS, "libre", Libre.from_env(env))
 
@@ -39,7 +50,6 @@ async def test_a_libre_enrolment_connects_at_once_with_the_junction_user_and_sta
 async def test_a_bad_enrolment_is_a_422_naming_the_field(api: TestClient, clinic: Tenant, configured: None) -> None:
     user_id = await make_user(api, clinic)
     cases = [
-        ({"provider": "junction"}, "junction_user_id"),
         ({"provider": "junction", "junction_user_id": "  "}, "junction_user_id"),
         ({"provider": "junction", "junction_user_id": "x" * 129}, "junction_user_id"),
         ({"provider": "libre", "junction_user_id": "jn-1", "timezone": "Mars/Olympus"}, "timezone"),
@@ -58,3 +68,37 @@ async def test_without_an_api_key_an_enrolment_is_a_409(api: TestClient, clinic:
     body = {"provider": "junction", "junction_user_id": "jn-1"}
     response = await api.post(f"/v1/users/{user_id}/connections", json=body, headers=clinic.auth("write"))
     assert response.status == 409 and (await error_of(response))["code"] == "provider_unavailable"
+
+
+async def test_without_a_junction_user_id_the_person_gets_a_junction_user_and_a_link_url(
+    api: TestClient, clinic: Tenant, pool: asyncpg.Pool, configured: None, fake_junction: FakeJunction
+) -> None:
+    user_id = await make_user(api, clinic)
+
+    response = await api.post(
+        f"/v1/users/{user_id}/connections", json={"provider": "junction"}, headers=clinic.auth("write")
+    )
+
+    assert response.status == 201
+    created = await response.json()
+    junction_user = created["connection"]["settings"]["user_id"]
+    assert fake_junction.users[junction_user].client_user_id == f"cb-u{user_id}"
+    assert created["link_url"].startswith(fake_junction.url + "/link?token=")
+    row = await pool.fetchrow("SELECT provider_user_id FROM connections WHERE id = $1", created["connection"]["id"])
+    assert row["provider_user_id"] == junction_user
+    listed = await api.get(f"/v1/users/{user_id}/connections", headers=clinic.auth("read"))
+    assert "link?token=" not in await listed.text()  # the one-time URL is handed out once
+
+
+async def test_a_junction_that_refuses_the_key_is_a_502_and_connects_nothing(
+    api: TestClient, clinic: Tenant, pool: asyncpg.Pool, fake_junction: FakeJunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(PROVIDERS, "junction", Junction.from_env(fake_junction.env() | {"JUNCTION_API_KEY": "sk_x"}))
+    user_id = await make_user(api, clinic)
+
+    response = await api.post(
+        f"/v1/users/{user_id}/connections", json={"provider": "junction"}, headers=clinic.auth("write")
+    )
+
+    assert response.status == 502 and (await error_of(response))["code"] == "provider_refused"
+    assert await pool.fetchval("SELECT count(*) FROM connections WHERE user_id = $1", user_id) == 0

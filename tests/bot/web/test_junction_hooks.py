@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from pipeline import runtime
 from pipeline.providers import PROVIDERS
-from pipeline.providers.junction import Junction, Libre
+from pipeline.providers.junction import Junction
+from pipeline.providers.libre import Libre
 from tests.bot.api.conftest import Tenant, error_of, make_user
 from tests.bot.web.test_provider_hooks import connect, webhook_runs
 from tests.pipeline.providers.test_junction import SECRET, event, signed

@@ -23,13 +23,13 @@ from pipeline.errors import PermanentSyncError, TransientSyncError
 from pipeline.providers import PROVIDERS, Window, build_providers
 from pipeline.providers.junction import (
     Junction,
-    Libre,
     normalise_activity,
     normalise_sample,
     normalise_sleep,
     parse_push,
     verify_push,
 )
+from pipeline.providers.libre import Libre
 from pipeline.providers.push import BadSignature, MalformedPush, PushEvent
 from pipeline.settings import PipelineSettings
 from pipeline.sync import run_sync
@@ -298,6 +298,28 @@ async def test_each_failure_of_a_data_request_maps_to_its_error(
 async def test_an_unknown_junction_user_is_a_permanent_failure_naming_junction_s_reason(junction: Junction) -> None:
     with pytest.raises(PermanentSyncError, match="junction answered 404: User not found"):
         [i async for i in junction.fetch({"user_id": "no-such-user"}, WINDOW, {})]
+
+
+async def test_a_link_finds_or_makes_the_junction_user_and_returns_a_link_url(
+    junction: Junction, fake_junction: FakeJunction
+) -> None:
+    first = await junction.link("cb-u9001", "https://cb.example/done")
+
+    assert first.user_id in fake_junction.users and fake_junction.users[first.user_id].client_user_id == "cb-u9001"
+    assert first.url.startswith(fake_junction.url + "/link?token=") and first.url not in repr(first)
+    assert fake_junction.link_requests[-1] == {"user_id": first.user_id, "redirect_url": "https://cb.example/done"}
+    again = await Libre.from_env(fake_junction.env()).link("cb-u9001")
+    assert again.user_id == first.user_id and again.url != first.url  # found, not made twice
+    assert fake_junction.link_requests[-1] == {
+        "user_id": first.user_id,
+        "filter_on_providers": ["abbott_libreview", "freestyle_libre"],
+    }
+
+
+async def test_a_link_with_a_refused_key_is_permanent(fake_junction: FakeJunction) -> None:
+    wrong = Junction.from_env(fake_junction.env() | {"JUNCTION_API_KEY": "sk_us_revoked"})
+    with pytest.raises(PermanentSyncError, match="the API key was refused"):
+        await wrong.link("cb-u9002")
 
 
 # -- pushes: Svix (Standard Webhooks) signatures, checked against the official library --------
