@@ -113,6 +113,27 @@ async def test_after_slack_asks_for_a_refresh_the_client_reconnects_and_carries_
     assert "CareBeacon commands" in text_of(reply)
 
 
+async def test_an_events_api_envelope_reaches_the_event_listeners(
+    socket_client: TestClient, slack_api: FakeSlackApi, clinic: Clinic, pool: asyncpg.Pool
+) -> None:
+    event = {
+        "token": "deprecated", "team_id": clinic.team, "api_app_id": "A0APP", "type": "event_callback",
+        "event": {"type": "app_uninstalled", "event_ts": "1700000000.000100"}, "event_id": "Ev0SOCKET",
+        "event_time": 1700000000, "authorizations": [{"team_id": clinic.team, "user_id": "UBOT", "is_bot": True}],
+    }  # fmt: skip
+    ack = await acked(slack_api, slack_api.envelope("events_api", event))
+
+    async def revoked() -> bool:
+        async with pool.acquire() as conn:
+            live = await conn.fetchval(
+                "SELECT count(*) FROM chat_identities WHERE workspace_id = $1 AND revoked_at IS NULL", clinic.team
+            )
+        return live == 0
+
+    assert set(ack) == {"envelope_id"}  # an event takes a bare ack
+    await eventually(revoked, 10, "the workspace's links revoked")
+
+
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
