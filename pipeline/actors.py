@@ -21,7 +21,7 @@ from channels import PermanentDeliveryError, TransientDeliveryError, escalate_al
 from db import chat, reports
 from db.sealing import SealError
 from pipeline import runtime, webhooks
-from pipeline.analytics import analyse_run
+from pipeline.analytics import analyse_run, analyse_runs
 from pipeline.errors import PermanentSyncError, RefreshFailedError, TransientSyncError
 from pipeline.reports import send_report
 from pipeline.sync import disconnect, record_failure, run_sync
@@ -82,6 +82,20 @@ async def analyse(run_id: int) -> None:
     for alert_id in outcome.new_alert_ids if outcome else ():
         notify.send(alert_id)
     dispatch_events.send()  # the sync's and this analysis's events (webhooks)
+
+
+# Runs a message when analytics catches up (the reconciler): one fetch and one transaction for
+# them all, a third of the cost per run of one message each (docs/benchmarks.md).
+ANALYSE_BATCH = 100
+
+
+@dramatiq.actor(broker=_broker, queue_name="analytics", max_retries=3, min_backoff=5_000, max_backoff=120_000)
+async def analyse_many(run_ids: list[int]) -> None:
+    outcomes = await analyse_runs(await runtime.pool(), run_ids)
+    for outcome in outcomes:
+        for alert_id in outcome.new_alert_ids if outcome else ():
+            notify.send(alert_id)
+    dispatch_events.send()
 
 
 # Transient failures and 429s retry with Dramatiq's jittered backoff (2 s to 5 min) or the

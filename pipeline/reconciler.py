@@ -43,8 +43,8 @@ async def reconcile(pool: asyncpg.Pool, settings: PipelineSettings) -> Reconcile
         escalations = await alerts.escalations_due(conn, settings.reconcile_after)
     for run_id in runs:
         enqueue(actors.sync, run_id)
-    for run_id in unanalysed:
-        enqueue(actors.analyse, run_id)
+    for first in range(0, len(unanalysed), actors.ANALYSE_BATCH):
+        enqueue(actors.analyse_many, unanalysed[first : first + actors.ANALYSE_BATCH])
     for alert_id in unrouted:
         enqueue(actors.notify, alert_id)
     for report_id in unbuilt:

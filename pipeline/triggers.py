@@ -22,7 +22,7 @@ from pipeline.providers import PROVIDERS
 log = logging.getLogger(__name__)
 
 
-def enqueue(actor: dramatiq.Actor[..., Any], *args: int, delay: timedelta = timedelta(0)) -> bool:
+def enqueue(actor: dramatiq.Actor[..., Any], *args: int | list[int], delay: timedelta = timedelta(0)) -> bool:
     """Send a message; False (logged) when the broker is unreachable and the reconciler must do it."""
     try:
         if delay > timedelta(0):

@@ -10,6 +10,7 @@ import dramatiq
 
 from pipeline import runtime
 from pipeline.analytics import analyse_run, analyse_runs
+from pipeline.reconciler import reconcile
 from pipeline.triggers import request_sync
 from tests.helpers import eventually, make_patient
 
@@ -110,3 +111,33 @@ async def test_a_batch_of_runs_stores_what_one_run_at_a_time_stores(
     first, _, again = outcomes[:3]
     assert first and first.analysis and again and again.analysis
     assert first.analysis.as_json() == again.analysis.as_json()
+
+
+async def test_the_reconciler_hands_lost_analyses_to_the_worker_in_batches(
+    pool: asyncpg.Pool, worker: dramatiq.Worker, workdir: Path
+) -> None:
+    run_ids = []
+    for i in range(3):
+        _, _, connection_id, _ = await make_patient(
+            pool, runtime.current().keyring, tenant=f"lost{i}", alert_file=workdir / "lost.jsonl"
+        )
+        run_ids.append(await request_sync(pool, connection_id, "manual"))
+
+    async def analysed() -> bool:
+        return bool(
+            await pool.fetchval("SELECT bool_and(analysed_at IS NOT NULL) FROM sync_runs WHERE id = ANY($1)", run_ids)
+        )
+
+    await eventually(analysed, what="analytics")
+    # As if the analytics messages were lost: finished long ago, never analysed.
+    settings = runtime.current().settings
+    await pool.execute(
+        "UPDATE sync_runs SET analysed_at = NULL, finished_at = finished_at - 2 * $2::interval WHERE id = ANY($1)",
+        run_ids,
+        settings.reconcile_after,
+    )
+
+    found = await reconcile(pool, settings)
+
+    assert found.analyses >= len(run_ids)
+    await eventually(analysed, what="the reconciler's batch")
