@@ -2,7 +2,8 @@
 
 ``POST /v1/users/{user_id}/connect-links`` with ``{"provider": "oura"}`` returns a
 ``/connect/start`` URL bound to that user and provider, usable once within 15 minutes (the
-chat front end makes the same links with ``db.connect_links.create``).  Unlike the
+chat front end makes the same links with ``db.connect_links.create``).  For a provider connected
+by uploading a file (``apple_health``) the URL opens its upload page instead.  Unlike the
 ``authorize_url`` of ``POST …/connections``, it starts the flow from our own origin, so the
 state and PKCE verifier never leave the server before the user opens it.
 """
@@ -22,13 +23,19 @@ from bot.api.openapi import Routes, Schema
 from bot.api.params import path_id
 from bot.api.users import owned
 from bot.state import pool
+from bot.web.apple_health import UPLOAD_PAGES
 from db import connect_links
 from pipeline.providers import PROVIDERS
 
 NEW_LINK: Schema = {
     "type": "object",
     "required": ["provider"],
-    "properties": {"provider": {"type": "string", "description": "An OAuth provider, such as oura"}},
+    "properties": {
+        "provider": {
+            "type": "string",
+            "description": "An OAuth provider, such as oura, or apple_health (an upload page)",
+        }
+    },
 }
 LINK: Schema = {
     "type": "object",
@@ -50,13 +57,13 @@ async def create_link(request: web.Request) -> web.Response:
     provider_id = string_field(body, "provider", required=True) or ""
     async with pool(request).acquire() as conn:
         await owned(conn, key.tenant_id, user_id)  # another tenant's user: 404 whatever the body
-        known = oauth_providers()
+        known = sorted([*oauth_providers(), *UPLOAD_PAGES])
         if provider_id not in known:
             raise invalid(f"provider must be one of {', '.join(known)}", {"field": "provider"})
         if not PROVIDERS[provider_id].available:
             raise ApiError(409, "provider_unavailable", f"{provider_id} is not configured on this server")
         token = await connect_links.create(conn, user_id, provider_id)
-    url = URL(f"{public_url(request)}/connect/start").with_query(token=token)
+    url = URL(f"{public_url(request)}{UPLOAD_PAGES.get(provider_id, '/connect/start')}").with_query(token=token)
     # From our clock, not the row's: a link checked against the database lives a hair longer.
     expires_at = datetime.now(UTC) + connect_links.LIFETIME
     return web.json_response({"url": str(url), "expires_at": expires_at.isoformat()}, status=201)

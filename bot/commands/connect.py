@@ -10,6 +10,7 @@ import asyncpg
 
 from bot.commands.access import disclose
 from bot.commands.base import CommandContext, Field, Link, Reply, UsageError
+from bot.web.apple_health import UPLOAD_PAGES
 from db import chat, connect_links, events
 from pipeline.providers import PROVIDERS
 
@@ -17,8 +18,6 @@ from pipeline.providers import PROVIDERS
 _HIDDEN = {"simulator", "ingest"}
 # What people type for a provider whose id is longer.
 _ALIASES = {"apple": "apple_health"}
-# Providers connected by uploading a file: their link opens an upload page, not a sign-in.
-_UPLOADS = {"apple_health": "/connect/apple"}
 
 
 async def connect(ctx: CommandContext) -> Reply:
@@ -97,12 +96,12 @@ async def _start(ctx: CommandContext, provider: str) -> Reply:
         await disclose(ctx, conn, "chat.connect_link_issued", subject_type="user", subject_id=_user(ctx),
                        ephemeral=True, details={"provider": provider})  # fmt: skip
     name = PROVIDERS[provider].display_name
-    if provider in _UPLOADS:
+    if provider in UPLOAD_PAGES:
         return Reply(
             f"Import {name}",
             ("On your iPhone, open Health, tap your picture, then Export All Health Data. This one-time link"
              " opens a page to upload the export.zip it makes. It works once, for 15 minutes. Do not share it.",),
-            links=(Link(f"Upload my {name} export", f"{ctx.public_url}{_UPLOADS[provider]}?token={token}"),),
+            links=(Link(f"Upload my {name} export", f"{ctx.public_url}{UPLOAD_PAGES[provider]}?token={token}"),),
         )  # fmt: skip
     return Reply(
         f"Connect {name}",

@@ -37,6 +37,8 @@ from pipeline.providers.apple_health import AppleHealth, export_member
 log = logging.getLogger(__name__)
 
 PATH = "/connect/apple"
+# The page a connect link opens, for providers connected by uploading a file, not by signing in.
+UPLOAD_PAGES = {AppleHealth.id: PATH}
 FIELD = "export"
 CHUNK = 1 << 20
 ZIP_MAGIC = b"PK\x03\x04"

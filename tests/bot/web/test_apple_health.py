@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import dramatiq
@@ -175,3 +176,17 @@ async def test_the_workers_import_an_upload_and_hand_the_run_to_analytics(
         "SELECT count(*) FROM audit_events WHERE action = 'wearable_sync' AND subject_id = $1", run["id"]
     )
     assert audit == 1
+
+
+async def test_an_integrator_can_hand_out_the_upload_page_through_the_api(
+    client: TestClient, clinic: Tenant, apple: AppleHealth
+) -> None:
+    user_id = await make_user(client, clinic, "apple-api")
+    response = await client.post(
+        f"/v1/users/{user_id}/connect-links", json={"provider": "apple_health"}, headers=clinic.auth("write")
+    )
+    assert response.status == 201
+    url = urlsplit((await response.json())["url"])
+    assert url.path == "/connect/apple"
+    page = await client.get(f"{url.path}?{url.query}")
+    assert page.status == 200 and 'name="export"' in await page.text()
