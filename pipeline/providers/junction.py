@@ -430,6 +430,7 @@ def parse_push(body: bytes) -> PushEvent:
         raise MalformedPush("user_id must identify the Junction user")
     source = _object(data.get("source"))
     slug = source.get("provider") or source.get("slug") or data.get("provider")
+    slug = slug if isinstance(slug, str) else None  # a connection event names an object here
     provider, reads = (LIBRE_ID, LIBRE_RESOURCES) if slug in LIBRE_SOURCES else (Junction.id, Junction.resources)
     # "daily.data.glucose.created": a sync, of that resource only, when the connection reads it.
     parts = kind.split(".")

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from db import connections, sync_runs, tenants
@@ -450,3 +452,43 @@ async def test_a_libre_sync_stores_glucose_in_mg_dl_and_counts_the_malformed_sam
         ("glucose", "mg/dL", start), ("glucose", "mg/dL", start + timedelta(minutes=5))
     ]  # fmt: skip
     assert [r["value"] for r in rows] == pytest.approx([4.0 * 18.016] * 2)
+
+
+# -- anything a peer may send: a typed error or nothing, never a crash -----------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+LIKELY = JSON_VALUES | st.sampled_from(["daily.data.glucose.created", "historical.data.sleep.created", "u-1",
+                                        "freestyle_libre", "2026-03-02T08:00:00+00:00"])  # fmt: skip
+SOURCES = st.fixed_dictionaries({}, optional={"provider": LIKELY, "slug": LIKELY}) | JSON_VALUES
+DATA = st.fixed_dictionaries(
+    {}, optional={"user_id": LIKELY, "source": SOURCES, "provider": LIKELY | SOURCES, "start_date": LIKELY,
+                  "end_date": LIKELY}
+) | JSON_VALUES  # fmt: skip
+EVENTS = st.fixed_dictionaries({}, optional={"event_type": LIKELY, "user_id": LIKELY, "data": DATA})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | EVENTS.map(lambda d: json.dumps(d).encode()))
+def test_any_push_body_is_an_event_or_malformed(body: bytes) -> None:
+    try:
+        found = parse_push(body)
+    except MalformedPush:
+        return
+    assert found.provider in ("junction", "libre") and found.provider_user_id
+
+
+SUMMARY_FIELDS = st.sampled_from(
+    ["bedtime_start", "bedtime_stop", "type", "total", "deep", "rem", "efficiency", "calendar_date", "steps",
+     "timestamp", "value", "unit"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(SUMMARY_FIELDS, JSON_VALUES | st.sampled_from(["2026-03-02T08:00:00+00:00", "long_sleep"])))
+def test_any_document_normalises_to_readings_or_nothing(doc: dict[str, Any]) -> None:
+    for found in (normalise_sleep(doc), normalise_activity(doc), normalise_sample("glucose", doc)):
+        assert all(isinstance(item, Reading | Session) for item in found)
