@@ -85,6 +85,8 @@ KEY_HEADER = "X-Vital-API-Key"
 LIBRE_SOURCES = frozenset({"freestyle_libre", "abbott_libreview"})
 # The ``libre`` provider (pipeline/providers/libre.py): pushes about LibreView data are its own.
 LIBRE_ID, LIBRE_RESOURCES = "libre", ("glucose",)
+# What LibreView gives, in floating time, and how far a wall clock can be from UTC (UTC-12..+14).
+FLOATING_RESOURCES, FLOATING_REACH = frozenset({"glucose"}), timedelta(hours=14)
 MINUTES = 1 / 60  # Junction durations are seconds
 # Session detail keys (pipeline.vocabulary.DETAILS) and the sleep fields, in seconds, behind them.
 STAGES = {"deep_min": "deep", "rem_min": "rem", "light_min": "light", "awake_min": "awake"}
@@ -276,6 +278,12 @@ class Junction(Provider):
             "end_date": window.end.astimezone(UTC).date().isoformat(),
         }
         span = {"start_date": _stamp(window.start), "end_date": _stamp(window.end)}
+        # LibreView's glucose is stamped in the wearer's wall clock, and Junction does not say how
+        # a range meets such stamps: ask for every offset's worth more, keep what is in the window.
+        floating_span = {
+            "start_date": _stamp(window.start - FLOATING_REACH),
+            "end_date": _stamp(window.end + FLOATING_REACH),
+        }
         floating = _floating_zone(settings)
         async with self._session() as http:
             for resource in self.resources:
@@ -284,7 +292,8 @@ class Junction(Provider):
                 items: AsyncIterator[Reading | Session]
                 if resource in TIMESERIES:
                     path = f"/v2/timeseries/{user}/{resource}/grouped"
-                    items = self._samples(http, path, span, resource, floating)
+                    reach = floating_span if resource in FLOATING_RESOURCES else span
+                    items = self._samples(http, path, reach, resource, floating)
                 else:
                     items = self._summaries(http, f"/v2/summary/{resource}/{user}", days, resource)
                 async for item in items:

@@ -202,7 +202,7 @@ async def test_timeseries_pages_are_followed_by_cursor_until_there_is_none(junct
     pages = user.received("glucose")
     assert len(pages) == 3  # 120 samples, 50 a page
     assert "cursor" not in pages[0].query and pages[1].query["cursor"] != pages[2].query["cursor"]
-    assert {p.query["start_date"] for p in pages} == {"2026-03-02T00:00:00Z"}
+    assert {p.query["start_date"] for p in pages} == {"2026-03-01T10:00:00Z"}  # 14 h early: LibreView's clock
 
 
 async def test_libre_reads_only_libreview_glucose(fake_junction: FakeJunction, user: User) -> None:
@@ -230,6 +230,14 @@ async def test_libreview_times_are_the_wearer_s_wall_clock_and_other_sources_are
 
     times = {r.metric: r.recorded_at for r in found if isinstance(r, Reading)}
     assert times == {"glucose": wall - timedelta(hours=1), "heart_rate": wall}
+    # The last half hour in Paris has wall-clock stamps past the window's end in UTC: still read.
+    late = datetime(2026, 3, 3, 0, 30, tzinfo=UTC)  # 00:30 in Paris is 23:30 UTC on the 2nd
+    user.samples["glucose"]["freestyle_libre"].append(fake.sample(late, 6.0, "mmol/L"))
+    found = [i async for i in junction.fetch({"user_id": user.user_id}, WINDOW, {"timezone": "Europe/Paris"})]
+    glucose = [r.recorded_at for r in found if isinstance(r, Reading) and r.metric == "glucose"]
+    assert glucose == [wall - timedelta(hours=1), late - timedelta(hours=1)]
+    assert user.received("glucose")[-1].query["end_date"] == "2026-03-03T14:00:00Z"
+    assert user.received("heartrate")[-1].query["end_date"] == "2026-03-03T00:00:00Z"
     with pytest.raises(PermanentSyncError, match="not an IANA zone"):
         [i async for i in junction.fetch({"user_id": user.user_id}, WINDOW, {"timezone": "Mars/Olympus"})]
 
