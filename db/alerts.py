@@ -3,8 +3,10 @@ the routing and escalation timers the reconciler reads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter
@@ -88,12 +90,46 @@ async def insert(conn: asyncpg.Connection, alert: NewAlert) -> int | None:
     return alert_id
 
 
+async def insert_many(conn: asyncpg.Connection, found: Sequence[NewAlert]) -> list[int | None]:
+    """``insert`` for many alerts in three statements: each one's new id, in order, or None when
+    its dedupe key exists (or an earlier alert in ``found`` has it)."""
+    if not found:
+        return []
+    rows = await conn.fetch(
+        "INSERT INTO alerts (user_id, category, severity, metric, title, body, observed_value, threshold,"
+        " recorded_at, dedupe_key, kind, rule, rule_version)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::float8[], $8::float8[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::int[])"
+        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
+        *[list(column) for column in zip(*(astuple(alert) for alert in found), strict=True)],  # NewAlert's order
+    )
+    new = {row["dedupe_key"]: row["id"] for row in rows}
+    ids = [new.pop(alert.dedupe_key, None) for alert in found]  # pop: a repeated key is new only once
+    created = [(alert_id, alert) for alert_id, alert in zip(ids, found, strict=True) if alert_id is not None]
+    if created:
+        tenants = dict(
+            await conn.fetch(
+                "SELECT id, tenant_id FROM users WHERE id = ANY($1::bigint[])", list({a.user_id for _, a in created})
+            )
+        )
+        await events.publish_many(
+            conn,
+            [(tenants[alert.user_id], events.ALERT_CREATED, _event(alert_id, alert)) for alert_id, alert in created],
+        )
+        for _, alert in created:
+            RAISED.labels(alert.severity).inc()
+    return ids
+
+
 async def _publish(conn: asyncpg.Connection, event_type: str, alert_id: int, alert: NewAlert) -> None:
     """The alert's event: ids and a summary, never the reading itself or the message body."""
     tenant_id: int = await conn.fetchval("SELECT tenant_id FROM users WHERE id = $1", alert.user_id)
-    data = {"alert_id": alert_id, "user_id": alert.user_id, "kind": alert.kind, "category": alert.category,
+    await events.publish(conn, tenant_id, event_type, _event(alert_id, alert))
+
+
+def _event(alert_id: int, alert: NewAlert) -> dict[str, Any]:
+    return {"alert_id": alert_id, "user_id": alert.user_id, "kind": alert.kind, "category": alert.category,
             "severity": alert.severity, "metric": alert.metric, "rule": alert.rule, "title": alert.title}  # fmt: skip
-    await events.publish(conn, tenant_id, event_type, data)
 
 
 # An Alert's columns; db/routing.py's load query reads alerts through it too.

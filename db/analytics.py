@@ -67,6 +67,15 @@ async def upsert_cgm_summary(
     )
 
 
+async def upsert_cgm_summaries(conn: asyncpg.Connection, rows: Sequence[tuple[int, date, int, dict[str, Any]]]) -> None:
+    """``upsert_cgm_summary`` for many (user_id, period_end, days, metrics), in one round trip."""
+    await conn.executemany(
+        "INSERT INTO cgm_summaries (user_id, period_end, days, metrics) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (user_id, period_end, days) DO UPDATE SET metrics = excluded.metrics",
+        rows,
+    )
+
+
 async def thresholds(conn: asyncpg.Connection, user_id: int) -> dict[str, Any]:
     found: dict[str, Any] = await conn.fetchval("SELECT alert_thresholds FROM users WHERE id = $1", user_id) or {}
     return found

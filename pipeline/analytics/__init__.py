@@ -199,19 +199,19 @@ async def _store(
             if score.value is not None
         ],
     )
-    for run, result, _ in done:
-        if result.cgm is not None:
-            await stored.upsert_cgm_summary(conn, run["user_id"], result.day, CGM_DAYS, result.cgm.as_dict())
+    await stored.upsert_cgm_summaries(
+        conn,
+        [(run["user_id"], result.day, CGM_DAYS, result.cgm.as_dict()) for run, result, _ in done if result.cgm],
+    )
     await events.publish_many(
         conn,
         [(run["tenant_id"], events.SCORE_UPDATED, data) for run, result, _ in done if (data := _scores(run, result))],
     )
+    found = [to_alert(finding, run["user_id"]) for run, result, _ in done for finding in result.findings]
     new_ids: dict[int, list[int]] = {run["user_id"]: [] for run, _, _ in results}
-    for run, result, _ in done:
-        for finding in result.findings:
-            alert_id = await alerts.insert(conn, to_alert(finding, run["user_id"]))
-            if alert_id is not None:
-                new_ids[run["user_id"]].append(alert_id)
+    for alert, alert_id in zip(found, await alerts.insert_many(conn, found), strict=True):
+        if alert_id is not None:
+            new_ids[alert.user_id].append(alert_id)
     return new_ids
 
 
