@@ -1,20 +1,24 @@
 """Bench: the analytics recompute of N users, database fetch and writes included.
 
-    .venv/bin/python bench/analytics.py [--quick] [--users N] [--workers N] [--batch N] [--database-url URL]
+    .venv/bin/python bench/analytics.py [--quick] [--users N] [--workers N] [--batch N] [--single N]
+        [--database-url URL]
 
 Each user has one simulator connection, one completed sync run for the last day and 30 metrics ×
 90 daily readings in ``metrics``, with each metric's usual level and spread.  Ours is the
 analytics actor's own code, ``pipeline.analytics.analyse_runs``, called on ``--batch`` runs at a
-time (100; 1 is the actor's path for one message): one query for the runs, one for their
-users' 90 days as arrays per user and metric, every engine on each user (aggregates,
+time (100, as the reconciler's ``analyse_many`` messages carry them): one query for the runs, one
+for their users' 90 days as arrays per user and metric, every engine on each user (aggregates,
 correlations with q ≤ 0.05 kept, scores, clinical and baseline anomalies, as ``analyse``), then
 one transaction that writes what the actor writes: the window's daily stats, the correlations,
-the scores, ``score.updated``, the alerts with their events, and the runs marked analysed.
+the scores and CGM summaries, ``score.updated``, the alerts with their events, and the runs
+marked analysed.  After the timed run, ``--single`` more users (200) go one run a call, the path
+of one ``analyse`` message after each sync, for the per-user comparison.
 
 The baseline, measured in the same run on the same users after ours, is the seed's way of
 correlating: one ``scipy.stats.spearmanr`` call per user on the same 90 × 30 matrix of daily
-values (correlations only).  "analyse" is the CPU time of the engines, the share the numpy
-target is about; "fetch" and "store" include waiting for PostgreSQL.
+values (correlations only).  "analyse" is the time in the engines, all CPU: numpy, and the
+per-day rules in Python; the bench holds it against the numpy target.  "fetch" and "store"
+include waiting for PostgreSQL.
 
 Users are split across ``--workers`` processes (default: one per core), each with its own pool
 and one BLAS thread.  Wall time runs from the first worker's first fetch to the last worker's
@@ -33,7 +37,6 @@ import json
 import multiprocessing
 import os
 import platform
-import secrets
 import sys
 import time
 import warnings
@@ -41,7 +44,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
@@ -49,9 +51,8 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from servers import postgres  # noqa: E402
+from servers import create_database, drop_database, postgres  # noqa: E402
 
-from db.migrate import migrate  # noqa: E402
 from db.pool import create_pool  # noqa: E402
 from pipeline.analytics import Phases, analyse_runs  # noqa: E402
 from pipeline.analytics.analysis import Analysis  # noqa: E402
@@ -83,6 +84,8 @@ class Result:
     analyse_s: float
     store_s: float
     spearmanr_s: float
+    single: Phases  # the runs analysed one a call, as one message of the actor
+    single_users: int
     wall_s: float = 0.0
     started: float = 0.0  # time.time() around the worker's loop: spawning and imports stay out
     ended: float = 0.0
@@ -125,15 +128,15 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header ext
 COPY_TRAILER = b"\xff\xff"
 
 
-def work(database_url: str, run_ids: list[int], batch: int, barrier: Any) -> Result:
-    return asyncio.run(_work(database_url, run_ids, batch, barrier))
+def work(database_url: str, run_ids: list[int], single_ids: list[int], batch: int, barrier: Any) -> Result:
+    return asyncio.run(_work(database_url, run_ids, single_ids, batch, barrier))
 
 
-async def _work(database_url: str, run_ids: list[int], batch: int, barrier: Any) -> Result:
+async def _work(database_url: str, run_ids: list[int], single_ids: list[int], batch: int, barrier: Any) -> Result:
     from scipy.stats import spearmanr
 
     pool = await create_pool(database_url, max_size=2)
-    phases = Phases()
+    phases, single = Phases(), Phases()
     matrices: list[npt.NDArray[np.float64]] = []
     try:
         await pool.fetchval("SELECT 1")  # the connection is up before the clock starts
@@ -143,6 +146,9 @@ async def _work(database_url: str, run_ids: list[int], batch: int, barrier: Any)
             outcomes = await analyse_runs(pool, run_ids[first : first + batch], phases)
             matrices += [_daily_matrix(o.analysis) for o in outcomes if o is not None and o.analysis is not None]
         ended = time.time()
+        barrier.wait()  # then the actor's own path, on other users: one run a call
+        for run_id in single_ids:
+            await analyse_runs(pool, [run_id], single)
     except BaseException:
         barrier.abort()  # the other workers stop waiting for this one
         raise
@@ -155,7 +161,10 @@ async def _work(database_url: str, run_ids: list[int], batch: int, barrier: Any)
             warnings.simplefilter("ignore")
             spearmanr(matrix)
     baseline = time.perf_counter() - t0
-    return Result(len(run_ids), phases.fetch, phases.analyse, phases.store, baseline, started=started, ended=ended)
+    return Result(
+        len(run_ids), phases.fetch, phases.analyse, phases.store, baseline, single, len(single_ids), started=started,
+        ended=ended,
+    )  # fmt: skip
 
 
 def _daily_matrix(analysis: Analysis) -> npt.NDArray[np.float64]:
@@ -167,14 +176,9 @@ def _daily_matrix(analysis: Analysis) -> npt.NDArray[np.float64]:
 
 async def prepare(admin_url: str, users: int) -> tuple[str, list[int]]:
     """A fresh database with ``users`` users, their readings and one completed run each."""
-    name = f"cb_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    url = await create_database(admin_url)
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
         tenant = await conn.fetchval("INSERT INTO tenants (slug, name) VALUES ('bench', 'Bench') RETURNING id")
         await conn.execute(
             "INSERT INTO users (id, tenant_id, external_id, display_name)"
@@ -233,21 +237,16 @@ async def load_metrics(conn: asyncpg.Connection, users: int) -> None:
     await conn.execute("VACUUM ANALYZE metrics")
 
 
-async def drop(admin_url: str, url: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path.lstrip('/')} WITH (FORCE)")
-    await admin.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch", type=int, default=100, help="runs analysed per call (default 100)")
+    parser.add_argument("--single", type=int, default=200, help="more users analysed one run a call (default 200)")
     parser.add_argument("--quick", action="store_true", help="50 users: only checks that the bench runs")
     parser.add_argument("--database-url", help="an existing server (needs CREATE DATABASE); default: embedded")
     args = parser.parse_args()
-    users = 50 if args.quick else args.users
+    users, single = (50, 10) if args.quick else (args.users, args.single)
     # One BLAS thread per worker process, inherited by the spawned workers.  The workers and
     # PostgreSQL already fill both cores; OpenBLAS's own threads then fight them for a 90 × 90
     # product, and correlate took ~27 ms a user instead of ~1 ms on the contended box.
@@ -255,24 +254,27 @@ def main() -> None:
     load = os.getloadavg()[0]  # before our own load: what else the box is doing
     with postgres(args.database_url) as admin_url:
         started = time.perf_counter()
-        url, run_ids = asyncio.run(prepare(admin_url, users))
+        url, run_ids = asyncio.run(prepare(admin_url, users + single))
         loaded = time.perf_counter() - started
         try:
-            chunks = [run_ids[i :: args.workers] for i in range(args.workers)]
+            ours, theirs = run_ids[:users], run_ids[users:]
+            chunks = [(ours[i :: args.workers], theirs[i :: args.workers]) for i in range(args.workers)]
             context = multiprocessing.get_context("spawn")
             with context.Manager() as manager, context.Pool(args.workers) as pool:
                 barrier = manager.Barrier(args.workers)
-                parts = pool.starmap(work, [(url, chunk, args.batch, barrier) for chunk in chunks])
+                parts = pool.starmap(work, [(url, mine, one, args.batch, barrier) for mine, one in chunks])
             # From the first worker's first fetch to the last one's last write.
             wall = max(p.ended for p in parts) - min(p.started for p in parts)
         finally:
-            asyncio.run(drop(admin_url, url))
+            asyncio.run(drop_database(admin_url, url))
     total = Result(
         users,
         sum(p.fetch_s for p in parts),
         sum(p.analyse_s for p in parts),
         sum(p.store_s for p in parts),
         sum(p.spearmanr_s for p in parts),
+        Phases(*(sum(getattr(p.single, f) for p in parts) for f in ("fetch", "analyse", "store"))),
+        single,
         wall,
     )
     report(total, args.workers, args.batch, loaded, load)
@@ -290,6 +292,10 @@ def report(r: Result, workers: int, batch: int, loaded: float, load: float) -> N
     print(f"batch     {batch} run(s) per analyse_runs call")
     for label, seconds in (("fetch", r.fetch_s), ("analyse", r.analyse_s), ("store", r.store_s)):
         print(f"{label:9} {seconds:8.2f} s across workers ({seconds / r.users * 1e3:.2f} ms/user)")
+    if r.single_users:
+        each = [seconds / r.single_users * 1e3 for seconds in (r.single.fetch, r.single.analyse, r.single.store)]
+        print(f"one a call, {r.single_users} more users: fetch {each[0]:.2f}, analyse {each[1]:.2f},"
+              f" store {each[2]:.2f} ms/user")  # fmt: skip
     print(f"spearmanr {r.spearmanr_s:8.2f} s across workers ({r.spearmanr_s / r.users * 1e3:.2f} ms/user), baseline")
     print(f"ratio     analyse / per-user spearmanr = {r.analyse_s / r.spearmanr_s:.2f}x the time")
     total_s = r.wall_s * scale
@@ -308,6 +314,12 @@ def result_line(r: Result, workers: int, batch: int, load: float, total_s: float
         f"{label} {seconds / r.users * 1e3:.2f} ms"
         for label, seconds in (("fetch", r.fetch_s), ("analyse", r.analyse_s), ("store", r.store_s))
     )
+    batched = (r.fetch_s + r.analyse_s + r.store_s) / r.users * 1e3
+    one = (r.single.fetch + r.single.analyse + r.single.store) / max(r.single_users, 1) * 1e3
+    single = ", ".join(
+        f"{label} {seconds / max(r.single_users, 1) * 1e3:.2f} ms"
+        for label, seconds in (("fetch", r.single.fetch), ("analyse", r.single.analyse), ("store", r.single.store))
+    )
     rows = [
         {
             "case": f"wall time, fetch + analyse + store, at {TARGET_USERS:,} users",
@@ -324,6 +336,14 @@ def result_line(r: Result, workers: int, batch: int, load: float, total_s: float
             "ratio": "",
             "target": f"numpy ≤ {TARGET_NUMPY_S:g} s",
             "result": "PASS" if numpy_s <= TARGET_NUMPY_S else "MISS",
+        },
+        {
+            "case": f"per user: {batch} runs a call (the reconciler's batches) against one a call (one message)",
+            "baseline": f"{one:.2f} ms",
+            "ours": f"{batched:.2f} ms",
+            "ratio": f"{batched / one:.2f}x the time" if r.single_users else "",
+            "target": "",
+            "result": "",
         },
         {
             "case": "per user: every engine against one scipy spearmanr",
@@ -344,7 +364,10 @@ def result_line(r: Result, workers: int, batch: int, load: float, total_s: float
             "size": f"{r.users:,} users × {len(NAMES)} metrics × {DAYS} days, {batch} runs per call,"
             f" projected to {TARGET_USERS:,}",
             "rows": rows,
-            "notes": [f"Per user, summed over the workers: {parts}."],
+            "notes": [
+                f"Per user, {batch} runs a call, summed over the workers: {parts}.",
+                f"Per user, one run a call ({r.single_users:,} more users, after the timed run): {single}.",
+            ],
         },
         ensure_ascii=False,
     )
