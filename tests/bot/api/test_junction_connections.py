@@ -47,7 +47,7 @@ async def test_a_libre_enrolment_connects_at_once_with_the_junction_user_and_sta
     assert (run["trigger"], run["connection_id"]) == ("initial", created["connection"]["id"])
 
 
-async def test_a_bad_enrolment_is_a_422_naming_the_field(api: TestClient, clinic: Tenant, configured: None) -> None:
+async def test_a_bad_enrolment_gets_a_422_for_its_field(api: TestClient, clinic: Tenant, configured: None) -> None:
     user_id = await make_user(api, clinic)
     cases = [
         ({"provider": "junction", "junction_user_id": "  "}, "junction_user_id"),
