@@ -85,7 +85,7 @@ async def analyse(run_id: int) -> None:
 
 
 # Runs a message when analytics catches up (the reconciler): one fetch and one transaction for
-# them all, a third of the cost per run of one message each (docs/benchmarks.md).
+# them all; the writes cost about half as much per run as one message each (docs/benchmarks.md).
 ANALYSE_BATCH = 100
 
 

@@ -1,8 +1,9 @@
 """Analytics after a sync: aggregates, correlations, scores, CGM metrics, anomalies → alerts.
 
-``analysis.analyse`` does the maths with no I/O; ``analyse_run`` feeds it a user's last 90
-days and stores what it found.  Re-running it changes nothing: results are upserted or
-replaced, and alerts are deduplicated by (rule, user, metric, day).
+``analysis.analyse`` does the maths with no I/O; ``analyse_runs`` feeds it the last 90 days of
+each run's user and stores what it found, and ``analyse_run`` is a batch of one.  Re-running it
+changes nothing: results are upserted or replaced, and alerts are deduplicated by (rule, user,
+metric, day).
 """
 
 from __future__ import annotations
