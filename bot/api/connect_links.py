@@ -26,6 +26,7 @@ from bot.state import pool
 from bot.web.apple_health import UPLOAD_PAGES
 from db import connect_links
 from pipeline.providers import PROVIDERS
+from pipeline.providers.junction import Junction
 
 NEW_LINK: Schema = {
     "type": "object",
@@ -45,8 +46,9 @@ LINK: Schema = {
 
 
 def oauth_providers() -> list[str]:
-    """The providers a link can connect: those with an authorize URL."""
-    return sorted(p for p, provider in PROVIDERS.items() if hasattr(provider, "authorize_url"))
+    """The providers a link can connect: those with an authorize URL, and Junction's, whose link
+    page leads on to Junction Link."""
+    return sorted(p for p, pr in PROVIDERS.items() if hasattr(pr, "authorize_url") or isinstance(pr, Junction))
 
 
 async def create_link(request: web.Request) -> web.Response:

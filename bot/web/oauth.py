@@ -4,7 +4,9 @@
    nothing: chat apps fetch a posted link to preview it.  Its button POSTs the link token with
    the form token bound to that link (``connect_links.confirmable``); only that POST spends the
    link, starts an OAuth flow bound to the link's user (state, plus a PKCE verifier where
-   ``PKCE`` says so) and redirects (303) to the provider's authorize URL.
+   ``PKCE`` says so) and redirects (303) to the provider's authorize URL.  Junction (and Libre,
+   read through it) has no OAuth of ours: the POST finds or makes the person's Junction user,
+   stores the connection and answers a page leading on to Junction Link.
 2. ``GET /oauth/{provider}/callback?code=…&state=…`` spends the state (unknown, used, expired
    or another provider's: 400), exchanges the code, stores the sealed tokens and the provider's
    id of the user, publishes ``connection.created`` and starts the initial sync.
@@ -29,6 +31,7 @@ from db import connect_links
 from pipeline import triggers
 from pipeline.errors import PipelineError
 from pipeline.providers import PROVIDERS, Provider
+from pipeline.providers.junction import Junction
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ async def connect_start(request: web.Request) -> web.StreamResponse:
         return pages.link_invalid()
     link, form_token = found
     provider = PROVIDERS.get(link.provider)
+    if isinstance(provider, Junction) and provider.available:
+        return pages.confirm_connect(provider.display_name, token, form_token, None, pages.JUNCTION_INTRO)
     if provider is None or not isinstance(provider, OAuthClient):
         return pages.unknown_provider()
     if not provider.available:
@@ -101,20 +106,42 @@ async def connect_confirm(request: web.Request) -> web.StreamResponse:
             if link is None:
                 return pages.link_invalid()
             provider = PROVIDERS.get(link.provider)
-            if provider is None or not isinstance(provider, OAuthClient):
+            if provider is None or not isinstance(provider, (OAuthClient, Junction)):
                 return pages.unknown_provider()
             if not provider.available:
                 return pages.provider_unavailable(provider.display_name)
-            callback = redirect_uri(request, provider.id)
-            flow = await connect_links.start_flow(conn, link.user_id, provider.id, callback, pkce=provider.id in PKCE)
+            if not isinstance(provider, Junction):  # Junction has no OAuth flow of ours
+                callback = redirect_uri(request, provider.id)
+                flow = await connect_links.start_flow(
+                    conn, link.user_id, provider.id, callback, pkce=provider.id in PKCE
+                )
     except connect_links.FormTokenMismatch:
         log.warning("connect link confirmed by a form that did not come from its page; refused")
         return pages.form_not_ours()
+    if isinstance(provider, Junction):  # after the commit: the link is spent whatever Junction says
+        return await _junction_link(request, provider, link.user_id)
     url = URL(provider.authorize_url(callback, flow.state))
     if flow.code_verifier is not None:
         url = url.update_query(code_challenge=code_challenge(flow.code_verifier), code_challenge_method="S256")
     log.info("connect link of user %s: redirected to %s", link.user_id, provider.id)
     raise web.HTTPSeeOther(str(url), headers=pages.HEADERS)
+
+
+async def _junction_link(request: web.Request, provider: Junction, user_id: int) -> web.Response:
+    """Junction: find or make the person's Junction user, store the connection (its id sealed as
+    the token, and as ``provider_user_id`` for pushes), start the initial sync, and show the
+    Junction Link page to go on to."""
+    try:
+        link = await provider.link(f"cb-u{user_id}")
+    except PipelineError as exc:
+        log.warning("%s link for user %s failed: %s", provider.id, user_id, exc)
+        return pages.exchange_failed(provider.display_name)
+    connection_id = await _store(
+        request, provider, user_id, {"user_id": link.user_id, "provider_user_id": link.user_id}
+    )
+    run_id = await triggers.request_sync(pool(request), connection_id, "initial")
+    log.info("%s linked for user %s: connection %s, initial sync run %s", provider.id, user_id, connection_id, run_id)
+    return pages.junction_link(provider.display_name, link.url)
 
 
 def _origin(provider: OAuthClient, callback: str) -> str:

@@ -121,11 +121,14 @@ def connected(name: str) -> web.Response:
     )
 
 
-def confirm_connect(name: str, token: str, form_token: str, provider_origin: str) -> web.Response:
+def confirm_connect(
+    name: str, token: str, form_token: str, provider_origin: str | None, intro: str | None = None
+) -> web.Response:
     """The page a connect link opens.  Nothing is spent until its button posts the form back, so
     a chat app fetching the link for a preview cannot use it up.  The form may post only here,
-    and the redirect that answers it may lead only to the provider (``form-action`` covers both)."""
-    intro = f"CareBeacon will take you to {name} to sign in and allow it to share your {name} data."
+    and the redirect that answers it may lead only to the provider (``form-action`` covers both;
+    None: no redirect, the answer is a page of ours)."""
+    intro = intro or f"CareBeacon will take you to {name} to sign in and allow it to share your {name} data."
     body = (
         f"<p>{html.escape(intro)}</p>\n"
         '<form method="post" action="/connect/start">\n'
@@ -136,9 +139,28 @@ def confirm_connect(name: str, token: str, form_token: str, provider_origin: str
         f'<p class="detail">{html.escape("Nothing happens until you press the button.")}</p>'
     )
     text = TEMPLATE.substitute(title=html.escape(f"Connect {name}"), body=body)
-    policy = HEADERS["Content-Security-Policy"].replace("form-action 'none'", f"form-action 'self' {provider_origin}")
+    allowed = f"'self' {provider_origin}" if provider_origin else "'self'"
+    policy = HEADERS["Content-Security-Policy"].replace("form-action 'none'", f"form-action {allowed}")
     headers = HEADERS | {"Content-Security-Policy": policy}
     return web.Response(text=text, content_type="text/html", charset="utf-8", headers=headers)
+
+
+JUNCTION_INTRO = (
+    "CareBeacon will open Junction Link, where you choose the devices (a FreeStyle Libre, a watch, a ring)"
+    " whose data you share with your care team."
+)
+
+
+def junction_link(name: str, url: str) -> web.Response:
+    """After the button: the Junction Link page to go on to (a link, not a redirect: its host is
+    Junction's to choose, and a redirect would need it in ``form-action`` beforehand)."""
+    body = (
+        f"<p>{html.escape(f'Your {name} connection is ready. Choose your devices in Junction Link:')}</p>\n"
+        f'<p><a href="{html.escape(url)}">{html.escape("Open Junction Link")}</a></p>\n'
+        f'<p class="detail">{html.escape("The link works once. Your data appears here after Junction reads it.")}</p>'
+    )
+    text = TEMPLATE.substitute(title=html.escape(f"Connect {name}"), body=body)
+    return web.Response(text=text, content_type="text/html", charset="utf-8", headers=HEADERS)
 
 
 def form_not_ours() -> web.Response:
