@@ -6,10 +6,17 @@ is skipped, so a replayed or reconciled message never pages anyone twice.  A cha
 attempt is still in flight elsewhere is retried once that attempt's lease runs out, never
 written off: the other worker may have died mid-send.  The time is a parameter (``now``), so
 quiet hours, cooldowns, group waits and escalation can be tested at any hour.
+
+Alerts that one event loop is asked to route at the same time (a worker's threads each taking a
+message) are routed together: one statement reads them all, one claims every send, the sends go
+out at once, and their outcomes are written as they end.  Each alert still gets its own report,
+its own log rows and its own retry; two alerts of one patient and key are never in one round,
+so the second sees the first's send (its cooldown's evidence).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,13 +27,13 @@ from channels.base import Delivery, DeliveryStatus
 from channels.context import NO_KEYS, DeploymentKeys, SendContext
 from channels.errors import TransientDeliveryError
 from channels.rules import INHIBIT_WINDOW, Action, by_channel, decide, mute_reason
-from channels.sending import Sent, deliver, deliver_many, failed_for_good, send_once
+from channels.sending import Sent, Target, claim, deliver, failed_for_good, send_claimed, send_once
 from channels.summary import escalated
 from db import alerts, audit, delivery_log, notification_channels
 from db.alerts import Alert
 from db.delivery_log import Outcome, Routed
 from db.notification_channels import ChannelRow
-from db.routing import Rule, load
+from db.routing import Routing, Rule, load, load_many
 from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 # How long an attempt in flight keeps other workers off the same (alert, channel).  Longer
 # than any channel's send timeout, so a live attempt is never duplicated.
 ATTEMPT_LEASE = timedelta(minutes=2)
+# The most alerts one batch takes; the rest wait for the next.
+MAX_BATCH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +83,164 @@ async def route_alert(
     tried again, unless ``final`` (the last retry): then those channels are given up as failed.
     The alert is marked routed once every channel is settled; until then, a deferred or
     grouped alert reports when to come back.
+
+    Routed in a batch with the alerts this event loop is asked for meanwhile, with the same
+    arguments: the first call starts a batch at once, and calls that come while it runs join
+    the next.
     """
+    loop = asyncio.get_running_loop()
+    key = (loop, id(pool), id(keyring), lease, now, final, id(keys))
+    queue = _queues.get(key)
+    if queue is None:
+        queue = _queues[key] = _Queue(pool, keyring, lease, now, final, keys)
+    answer: asyncio.Future[RoutingReport] = loop.create_future()
+    queue.waiting.append((alert_id, answer))
+    if queue.runner is None:
+        queue.runner = loop.create_task(_drain(key, queue))
+    return await answer
+
+
+@dataclass
+class _Queue:
+    """Alerts waiting for the next batch, and the arguments their batch routes them with."""
+
+    pool: asyncpg.Pool
+    keyring: Keyring
+    lease: timedelta
+    now: datetime | None
+    final: bool
+    keys: DeploymentKeys
+    waiting: list[tuple[int, asyncio.Future[RoutingReport]]] = field(default_factory=list)
+    runner: asyncio.Task[None] | None = None
+
+
+# One queue per event loop and set of arguments, while it has alerts; read and written only
+# from its loop's thread.
+_queues: dict[tuple[object, ...], _Queue] = {}
+
+
+async def _drain(key: tuple[object, ...], queue: _Queue) -> None:
+    batch: list[tuple[int, asyncio.Future[RoutingReport]]] = []
+    try:
+        while queue.waiting:
+            batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
+            try:
+                found = await route_alerts(
+                    queue.pool, queue.keyring, [a for a, _ in batch], queue.lease, now=queue.now,
+                    final=queue.final, keys=queue.keys,
+                )  # fmt: skip
+            except Exception as exc:  # the whole batch failed (the database went away): each alert retries
+                found = {alert_id: exc for alert_id, _ in batch}
+            for alert_id, answer in batch:
+                if answer.done():  # its caller gave up (a time limit)
+                    continue
+                outcome = found[alert_id]
+                if isinstance(outcome, RoutingReport):
+                    answer.set_result(outcome)
+                else:
+                    answer.set_exception(outcome)
+            batch = []
+    finally:
+        _queues.pop(key, None)
+        for _, answer in [*batch, *queue.waiting]:  # only when this task is cancelled
+            answer.cancel()
+
+
+async def route_alerts(
+    pool: asyncpg.Pool,
+    keyring: Keyring,
+    alert_ids: list[int],
+    lease: timedelta = ATTEMPT_LEASE,
+    *,
+    now: datetime | None = None,
+    final: bool = False,
+    keys: DeploymentKeys = NO_KEYS,
+) -> dict[int, RoutingReport | Exception]:
+    """``route_alert`` for each alert, together: alert id → its report, or what routing it
+    raised (TransientDeliveryError when a channel is to be tried again)."""
     now = now or datetime.now(UTC)
-    # One connection for the whole alert, sends included: each acquire costs a reset round trip.
+    context = SendContext(keyring, keys)
+    found: dict[int, RoutingReport | Exception] = {}
+    todo = list(dict.fromkeys(alert_ids))
+    while todo:
+        todo = await _route_round(pool, context, todo, lease, now, final, found)
+    return found
+
+
+@dataclass
+class _Plan:
+    """One alert's routing after its decisions: what waits, what was sent in a group, and the
+    ungrouped sends still to make."""
+
+    alert: Alert
+    escalate_at: datetime | None
+    tally: _Tally
+    later: list[datetime]
+    plain: list[Target]
+
+
+async def _route_round(
+    pool: asyncpg.Pool,
+    context: SendContext,
+    alert_ids: list[int],
+    lease: timedelta,
+    now: datetime,
+    final: bool,
+    found: dict[int, RoutingReport | Exception],
+) -> list[int]:
+    """Route the alerts, but at most one per patient and key (metric, else category): returns
+    the others, for a round of their own that reads what this one sent."""
     async with pool.acquire() as conn:
-        return await _route(conn, SendContext(keyring, keys), alert_id, lease, now, final)
+        routings = await load_many(conn, alert_ids, now, INHIBIT_WINDOW, lease)
+        keys_seen: set[tuple[int, str]] = set()
+        now_ids: list[int] = []
+        postponed: list[int] = []
+        for alert_id in alert_ids:
+            routing = routings.get(alert_id)
+            if routing is None:
+                log.info("alert %s is gone; nothing to route", alert_id)
+                found[alert_id] = RoutingReport(alert_id)
+                continue
+            key = (routing.alert.user_id, routing.alert.metric or routing.alert.category)
+            (postponed if key in keys_seen else now_ids).append(alert_id)
+            keys_seen.add(key)
+        plans = []
+        for alert_id in now_ids:
+            try:
+                plans.append(await _plan(conn, context, routings[alert_id], lease, now))
+            except Exception as exc:
+                found[alert_id] = exc
+        targets = [t for plan in plans for t in plan.plain]
+        attempts = await claim(conn, targets, lease) if targets else {}
+    # Routing is done with these sends for an alert where nothing waits and nothing retries.
+    routed = {p.alert.id: Routed(p.alert.id, now, p.escalate_at) for p in plans if not p.later and not p.tally.retrying}
+    claimed = await send_claimed(pool, context, targets, attempts, routed)
+    unfinished = []
+    for plan in plans:
+        for t in plan.plain:
+            if t.key in claimed.sent:
+                plan.tally.add(t.channel, claimed.sent[t.key])
+        if plan.alert.id in claimed.raised:
+            found[plan.alert.id] = claimed.raised[plan.alert.id]
+        elif plan.alert.id in claimed.routed:
+            found[plan.alert.id] = plan.tally.report(plan.alert.id, escalate_at=plan.escalate_at)
+        else:
+            unfinished.append(plan)
+    if unfinished:
+        async with pool.acquire() as conn:
+            for plan in unfinished:
+                try:
+                    found[plan.alert.id] = await _settle(conn, plan, now, final)
+                except Exception as exc:
+                    found[plan.alert.id] = exc
+    return postponed
 
 
-async def _route(
-    conn: asyncpg.Connection, context: SendContext, alert_id: int, lease: timedelta, now: datetime, final: bool
-) -> RoutingReport:
-    found = await load(conn, alert_id, now, INHIBIT_WINDOW)
-    if found is None:
-        log.info("alert %s is gone; nothing to route", alert_id)
-        return RoutingReport(alert_id)
+async def _plan(
+    conn: asyncpg.Connection, context: SendContext, found: Routing, lease: timedelta, now: datetime
+) -> _Plan:
+    """Decide each channel of the alert; log what is suppressed or deferred and send what waits
+    for a group; leave the ungrouped sends in ``plain``."""
     alert = found.alert
     mute = mute_reason(found.silence_id, found.inhibitor_id)
     decisions = [decide(alert, rule, now, mute, found.cooldowns.get(rule.id)) for rule in found.rules]
@@ -95,10 +248,7 @@ async def _route(
     if alert.severity == "critical" and alert.acknowledged_at is None:
         afters = [d.rule.escalate_after for d in decisions if d.action is Action.SEND and _escalates(d.rule)]
         escalate_at = now + min(a for a in afters if a is not None) if afters else None
-
-    tally = _Tally()
-    later: list[datetime] = []
-    plain: list[tuple[ChannelRow, Rule]] = []
+    plan = _Plan(alert, escalate_at, _Tally(), [], [])
     for channel, decision in by_channel(decisions).values():
         if decision.action is Action.SUPPRESS or decision.action is Action.DEFER:
             status = "suppressed" if decision.action is Action.SUPPRESS else "deferred"
@@ -107,23 +257,21 @@ async def _route(
                 due_at=decision.until,
             )  # fmt: skip
         if decision.action is Action.SUPPRESS:
-            tally.suppressed += 1
+            plan.tally.suppressed += 1
         elif decision.until is not None:
-            later.append(decision.until)
+            plan.later.append(decision.until)
         elif decision.rule.group_wait > timedelta(0):
             # A group gathers riders per channel: its own claim, in its own transaction.
-            tally.add(channel, await deliver(conn, context, alert, channel, decision.rule, now, lease))
+            plan.tally.add(channel, await deliver(conn, context, alert, channel, decision.rule, now, lease))
         else:
-            plain.append((channel, decision.rule))
-    routed = False
-    if plain:
-        # Routing is done after these sends unless one fails or something waits: then the last
-        # send's outcome and routed_at go in one statement.
-        done = Routed(alert.id, now, escalate_at) if not later and not tally.retrying else None
-        outcomes, routed = await deliver_many(conn, context, alert, plain, lease, routed=done)
-        for (channel, _), sent in zip(plain, outcomes, strict=True):
-            tally.add(channel, sent)
+            plan.plain.append(Target(alert, channel, decision.rule))
+    return plan
 
+
+async def _settle(conn: asyncpg.Connection, plan: _Plan, now: datetime, final: bool) -> RoutingReport:
+    """After the sends: raise for a retry, give up on the last one, hold a waiting alert, or
+    mark the alert routed (when its sends did not)."""
+    alert, tally = plan.alert, plan.tally
     if tally.retrying and not final:
         longest = max(s.retry_after or 0.0 for _, s in tally.retrying)
         raise TransientDeliveryError(f"alert {alert.id}: {len(tally.retrying)} channel(s) to retry", longest)
@@ -131,12 +279,11 @@ async def _route(
         spent, tally.retrying = tally.retrying, []
         await _give_up(conn, alert, spent)
         tally.failed += len(spent)
-    if later:
-        await alerts.hold_until(conn, alert.id, min(later))
-        return tally.report(alert.id, deferred_until=min(later))
-    if not routed:
-        await alerts.mark_routed(conn, alert.id, now, escalate_at)
-    return tally.report(alert.id, escalate_at=escalate_at)
+    if plan.later:
+        await alerts.hold_until(conn, alert.id, min(plan.later))
+        return tally.report(alert.id, deferred_until=min(plan.later))
+    await alerts.mark_routed(conn, alert.id, now, plan.escalate_at)
+    return tally.report(alert.id, escalate_at=plan.escalate_at)
 
 
 async def escalate_alert(

@@ -22,13 +22,16 @@ from db.routing import Rule
 
 # A critical alert mutes the patient's lesser alerts on the same metric raised this close to it.
 INHIBIT_WINDOW = timedelta(hours=1)
+# An alert whose cooldown evidence is still being sent looks again this much later: by then that
+# send is delivered (suppress this one) or failed (send this one).
+IN_FLIGHT_RECHECK = timedelta(seconds=10)
 
 
 class Action(enum.IntEnum):
     """Ordered from most to least permissive: where rules disagree on a channel, the lowest wins."""
 
     SEND = 0
-    WAIT = 1  # for the rule's group: nothing logged, the alert comes back when the wait ends
+    WAIT = 1  # for the rule's group or a send in flight: nothing logged, the alert comes back later
     DEFER = 2  # quiet hours: logged 'deferred' until they end
     SUPPRESS = 3  # logged 'suppressed', never sent
 
@@ -64,10 +67,13 @@ def decide(
 ) -> Decision:
     """The rule's decision.  ``mute`` is ``mute_reason(...)``'s answer, ``cooldown`` the rule's
     latest send that holds the alert back (``delivery_log.last_sent`` since ``now`` less the
-    rule's cooldown; ignored when the rule has none).  ``in_group`` skips the group wait, for an
-    alert about to join a message another alert's wait has already released."""
+    rule's cooldown, or a send in flight; ignored when the rule has none).  ``in_group`` skips the
+    group wait, for an alert about to join a message another alert's wait has already released."""
     if mute is not None:
         return Decision(Action.SUPPRESS, rule, reason=mute)
+    if rule.cooldown > timedelta(0) and cooldown is not None and cooldown.finished_at is None:
+        reason = f"cooldown: alert {cooldown.alert_id} is being sent"
+        return Decision(Action.WAIT, rule, now + IN_FLIGHT_RECHECK, reason)
     if rule.cooldown > timedelta(0) and cooldown is not None:
         reason = f"cooldown: alert {cooldown.alert_id} went out {cooldown.finished_at:%Y-%m-%d %H:%M:%S} UTC"
         return Decision(Action.SUPPRESS, rule, reason=reason)

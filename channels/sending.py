@@ -3,9 +3,10 @@
 The log row comes first (db/delivery_log.py): an (alert, channel) that is settled is never
 sent again, and one whose attempt is in flight elsewhere waits for that attempt's lease.
 
-Everything runs on the one connection routing holds for the alert (a pool acquire costs a
-reset round trip).  ``deliver_many`` claims every ungrouped channel of an alert in one
-statement, and writes the last send's outcome together with the alert's ``routed_at``.
+Ungrouped sends go in batches, across alerts: ``claim`` starts every (alert, channel) of a batch
+in one statement; ``send_claimed`` sends them all at once, without holding a pool connection,
+and logs the outcomes as the sends end, each write with the ``routed_at`` of the alerts it
+completes.  A grouped send (``deliver``) runs on the caller's connection.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as Tally
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -100,73 +103,100 @@ async def deliver(
         return await _send(conn, context, alert, channel, attempt, purpose, message, riders)
 
 
-async def deliver_many(
-    conn: asyncpg.Connection,
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An ungrouped send to make: the alert, to the channel, for the rule."""
+
+    alert: Alert
+    channel: ChannelRow
+    rule: Rule
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.alert.id, self.channel.id
+
+
+async def claim(
+    conn: asyncpg.Connection, targets: Sequence[Target], lease: timedelta
+) -> dict[tuple[int, int], Attempt]:
+    """Start the attempt of each target, in one statement: (alert id, channel id) → its Attempt."""
+    rows = [(t.alert.id, t.channel.id, t.rule.id) for t in targets]
+    return await delivery_log.start_each(conn, rows, lease=lease)
+
+
+@dataclass
+class Claimed:
+    """What ``send_claimed`` did: each target's Sent, the alerts it marked routed, and the alerts
+    whose send raised (what it raised; their attempts stay in flight until the lease runs out)."""
+
+    sent: dict[tuple[int, int], Sent]
+    routed: set[int]
+    raised: dict[int, Exception]
+
+
+async def send_claimed(
+    pool: asyncpg.Pool,
     context: SendContext,
-    alert: Alert,
-    targets: list[tuple[ChannelRow, Rule]],
-    lease: timedelta,
-    *,
-    routed: Routed | None = None,
-) -> tuple[list[Sent], bool]:
-    """``deliver`` to each (channel, rule) without a group wait, with one statement to claim
-    them all.  With ``routed``: when every send is delivered (or already was), the last one's
-    outcome and the alert's ``routed_at`` are written in one statement.  Returns the outcomes,
-    in order, and whether the alert was marked routed."""
-    attempts = await delivery_log.start_many(conn, alert.id, [(c.id, r.id) for c, r in targets], lease=lease)
-    if any(a.in_flight_for is not None for a in attempts.values()):
-        routed = None  # a channel in flight elsewhere is not settled yet
-    ready = [i for i, (c, _) in enumerate(targets) if attempts[c.id].log_ids and attempts[c.id].in_flight_for is None]
-    if len(ready) > 1:
-        return await _deliver_at_once(conn, context, alert, targets, attempts, ready), False
-    last = max((i for i, (c, _) in enumerate(targets) if attempts[c.id].log_ids), default=None)
-    outcomes: list[Sent] = []
-    marked = False
-    for i, (channel, _) in enumerate(targets):
-        clean = all(o.delivery is None and not o.retrying or _delivered(o) for o in outcomes)
-        with logcontext.bound(alert_id=alert.id, channel_id=channel.id):
-            sent = await _send(
-                conn, context, alert, channel, attempts[channel.id], "notify", None, [],
-                routed=routed if i == last and clean else None,
-            )  # fmt: skip
-        marked = marked or (i == last and clean and routed is not None and _delivered(sent))
-        outcomes.append(sent)
-    return outcomes, marked
+    targets: Sequence[Target],
+    attempts: dict[tuple[int, int], Attempt],
+    routed: dict[int, Routed],
+) -> Claimed:
+    """Send every claimed target at once and log each outcome as soon as its send ends: the
+    outcomes that end together share one write, and a hung peer (an SMTP server that never
+    greets) holds up no other.  No pool connection is held while sending.
 
+    An alert in ``routed`` is marked routed in the write of its last outcome, when each of its
+    targets was delivered or had nothing to send; not when one is in flight elsewhere."""
+    done = Claimed({}, set(), {})
+    for t in targets:
+        attempt = attempts[t.key]
+        if attempt.in_flight_for is not None:
+            # Come back when the lease runs out: by then it was delivered, or its worker died.
+            done.sent[t.key] = Sent(retry_after=max(attempt.in_flight_for.total_seconds(), 0.0))
+            routed.pop(t.alert.id, None)
+        elif not attempt.log_ids:
+            done.sent[t.key] = Sent()
+    ready = [t for t in targets if t.key not in done.sent]
+    left = Tally(t.alert.id for t in ready)
+    clean = {alert_id: True for alert_id in left}
 
-async def _deliver_at_once(
-    conn: asyncpg.Connection,
-    context: SendContext,
-    alert: Alert,
-    targets: list[tuple[ChannelRow, Rule]],
-    attempts: dict[int, Attempt],
-    ready: list[int],
-) -> list[Sent]:
-    """Send to several channels at once, each logged as soon as its own send ends: a hung peer
-    (an SMTP server that never greets) must not hold up the others.  The log writes share one
-    connection, so they take turns; the caller marks the alert routed."""
-    turn = asyncio.Lock()
+    async def transmit(t: Target) -> tuple[Delivery, int]:
+        with logcontext.bound(alert_id=t.alert.id, channel_id=t.channel.id):
+            return await send_once(t.channel, context, t.alert)
 
-    async def one(i: int) -> Sent:
-        channel = targets[i][0]
-        with logcontext.bound(alert_id=alert.id, channel_id=channel.id):
-            transmitted = await send_once(channel, context, alert)
-            async with turn:
-                return await _send(conn, context, alert, channel, attempts[channel.id], "notify", None, [],
-                                   transmitted=transmitted)  # fmt: skip
-
-    sent = dict(zip(ready, await asyncio.gather(*(one(i) for i in ready)), strict=True))
-    outcomes: list[Sent] = []
-    for i, (channel, _) in enumerate(targets):
-        if i not in sent:
-            with logcontext.bound(alert_id=alert.id, channel_id=channel.id):
-                sent[i] = await _send(conn, context, alert, channel, attempts[channel.id], "notify", None, [])
-        outcomes.append(sent[i])
-    return outcomes
-
-
-def _delivered(sent: Sent) -> bool:
-    return sent.delivery is not None and sent.delivery.status is DeliveryStatus.DELIVERED
+    sending = {asyncio.ensure_future(transmit(t)): t for t in ready}
+    pending = set(sending)
+    while pending:
+        ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        outcomes: list[tuple[Target, Delivery, Outcome]] = []
+        for task in ended:
+            t = sending[task]
+            left[t.alert.id] -= 1
+            failure = task.exception()
+            if isinstance(failure, Exception):
+                done.raised.setdefault(t.alert.id, failure)
+                clean[t.alert.id] = False
+                continue
+            if failure is not None:
+                raise failure
+            delivery, latency_ms = task.result()
+            status, error_class = LOGGED[delivery.status]
+            outcome = Outcome(status, error_class, delivery.detail, delivery.http_status, latency_ms,
+                              delivery.retry_after)  # fmt: skip
+            clean[t.alert.id] = clean[t.alert.id] and delivery.status is DeliveryStatus.DELIVERED
+            outcomes.append((t, delivery, outcome))
+        finishing = {t.alert.id for t, _, _ in outcomes}
+        complete = [routed[a] for a in finishing if not left[a] and clean[a] and a in routed]
+        if outcomes:
+            async with pool.acquire() as conn:
+                finished = [(tuple(attempts[t.key].log_ids.values()), o) for t, _, o in outcomes]
+                await delivery_log.finish_each(conn, finished, complete)
+                for t, delivery, outcome in outcomes:
+                    with logcontext.bound(alert_id=t.alert.id, channel_id=t.channel.id):
+                        done.sent[t.key] = await _after(conn, t.alert, t.channel, attempts[t.key], "notify", [t.alert],
+                                                        delivery, outcome)  # fmt: skip
+        done.routed.update(r.alert_id for r in complete)
+    return done
 
 
 async def _send(
@@ -178,13 +208,8 @@ async def _send(
     purpose: str,
     message: Alert | None,
     riders: list[Alert],
-    *,
-    routed: Routed | None = None,
-    transmitted: tuple[Delivery, int] | None = None,
 ) -> Sent:
-    """Send on a started attempt (unless ``transmitted`` already holds the outcome and its
-    milliseconds) and log the outcome.  ``routed`` is written with a delivered outcome only:
-    any other needs its own writes first (a disabled channel, an audit event)."""
+    """Send on a started attempt and log the outcome."""
     if attempt.in_flight_for is not None:
         # Come back when the lease runs out: by then it was delivered, or its worker died.
         return Sent(retry_after=max(attempt.in_flight_for.total_seconds(), 0.0))
@@ -192,20 +217,35 @@ async def _send(
         return Sent()
     members = [alert, *(a for a in riders if a.id in attempt.log_ids)]
     logcontext.add(notification_log_id=next(iter(attempt.log_ids.values())))
-    if transmitted is None:
-        transmitted = await send_once(channel, context, message or summarise(members))
-    delivery, latency_ms = transmitted
-    DELIVERIES.labels(channel.kind, delivery.status.value).inc()
+    delivery, latency_ms = await send_once(channel, context, message or summarise(members))
     status, error_class = LOGGED[delivery.status]
     outcome = Outcome(status, error_class, delivery.detail, delivery.http_status, latency_ms, delivery.retry_after)
+    await delivery_log.finish_attempts(conn, tuple(attempt.log_ids.values()), outcome)
+    return await _after(conn, alert, channel, attempt, purpose, members, delivery, outcome)
+
+
+async def _after(
+    conn: asyncpg.Connection,
+    alert: Alert,
+    channel: ChannelRow,
+    attempt: Attempt,
+    purpose: str,
+    members: list[Alert],
+    delivery: Delivery,
+    outcome: Outcome,
+) -> Sent:
+    """What follows a logged outcome: a gone destination disables the channel, a refusal for
+    good is told to the owners."""
+    DELIVERIES.labels(channel.kind, delivery.status.value).inc()
     log_ids = tuple(attempt.log_ids.values())
-    delivered = delivery.status is DeliveryStatus.DELIVERED
-    await delivery_log.finish_attempts(conn, log_ids, outcome, routed=routed if delivered else None)
+    logcontext.add(notification_log_id=log_ids[0])
     if delivery.status is DeliveryStatus.GONE:
         # The destination no longer exists (a Web Push subscription, a deleted webhook):
         # retrying cannot help, and every later alert would fail the same way.
-        await notification_channels.disable_channel(conn, channel.id, f"destination gone: {delivery.detail or status}")
-    elif not delivery.retryable and not delivered:
+        await notification_channels.disable_channel(
+            conn, channel.id, f"destination gone: {delivery.detail or outcome.status}"
+        )
+    elif not delivery.retryable and delivery.status is not DeliveryStatus.DELIVERED:
         await failed_for_good(conn, alert, channel, outcome)
     log.info(
         "alert %s channel %s %s log %s (%d alert(s)): %s",

@@ -141,36 +141,73 @@ async def start_attempts(
         return Attempt(log_ids)
 
 
-# Starts the lead attempt on each (channel, rule) of one alert in one statement: the channel's
-# state, the close of an abandoned attempt and the insert, with send_id = id from one nextval.
+# Starts the lead attempt on each (alert, channel, rule) in one statement: the alerts' row locks
+# (in id order, so two workers claiming overlapping sets cannot deadlock), each channel's state,
+# the close of an abandoned attempt and the insert, with send_id = id from one nextval.
 #
-# One statement has one snapshot, taken before it waits for the alert's lock, so it may miss an
+# One statement has one snapshot, taken before it waits for the alerts' locks, so it may miss an
 # attempt another worker committed meanwhile.  The attempt number guards that: attempts of an
 # (alert, channel, purpose) are numbered 1, 2, 3... by max + 1 under a unique key, so a row this
 # snapshot misses holds exactly the number it would take.  The insert then fails on the key,
-# and ``start_many`` runs the statement again with a new snapshot, which sees the other attempt.
-_START_MANY = (
-    "WITH want AS (SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS w(channel_id, rule_id)),"
-    " locked AS MATERIALIZED (SELECT id FROM alerts WHERE id = $1 FOR UPDATE),"
-    " state AS MATERIALIZED (SELECT w.channel_id, w.rule_id, s.* FROM locked CROSS JOIN want w CROSS JOIN LATERAL ("
+# and ``start_each`` runs the statement again with a new snapshot, which sees the other attempt.
+_START_EACH = (
+    "WITH want AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY"
+    "   AS w(alert_id, channel_id, rule_id, n)),"
+    " locked AS MATERIALIZED (SELECT id FROM alerts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE),"
+    " state AS MATERIALIZED (SELECT w.n, w.alert_id, w.channel_id, w.rule_id, s.* FROM want w"
+    "   JOIN locked ON locked.id = w.alert_id CROSS JOIN LATERAL ("
     f"   SELECT coalesce(bool_or({SETTLED}), false) AS settled,"
     "     max(l.created_at) FILTER (WHERE l.status = 'sending' AND l.created_at > now() - $5::interval)"
     "       + $5::interval - now() AS lease_left,"
     "     coalesce(max(l.attempt), 0) AS attempts"
-    "   FROM notification_logs l WHERE l.alert_id = $1 AND l.channel_id = w.channel_id AND l.purpose = $4) s),"
+    "   FROM notification_logs l WHERE l.alert_id = w.alert_id AND l.channel_id = w.channel_id AND l.purpose = $4) s),"
+    # Ids in the order asked: the sort runs below the nextval.
     " go AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
-    "   FROM state st WHERE NOT st.settled AND st.lease_left IS NULL),"
+    "   FROM (SELECT * FROM state ORDER BY n) st WHERE NOT st.settled AND st.lease_left IS NULL),"
     # An older 'sending' row was left by a worker that died mid-send: close it as failed.
     " closed AS (UPDATE notification_logs l SET status = 'failed', error_class = 'transient',"
     "   detail = 'abandoned: the worker stopped mid-send', finished_at = now()"
-    "   FROM go WHERE l.alert_id = $1 AND l.channel_id = go.channel_id AND l.purpose = $4 AND l.status = 'sending'),"
+    "   FROM go WHERE l.alert_id = go.alert_id AND l.channel_id = go.channel_id AND l.purpose = $4"
+    "   AND l.status = 'sending'),"
     " made AS (INSERT INTO notification_logs (id, send_id, alert_id, channel_id, purpose, rule_id, attempt, status)"
-    "   SELECT log_id, log_id, $1, channel_id, $4, rule_id, attempts + 1, 'sending' FROM go)"
-    " SELECT st.channel_id, st.settled, st.lease_left, go.log_id FROM state st LEFT JOIN go USING (channel_id)"
+    "   SELECT log_id, log_id, alert_id, channel_id, $4, rule_id, attempts + 1, 'sending' FROM go)"
+    " SELECT st.alert_id, st.channel_id, st.settled, st.lease_left, go.log_id"
+    " FROM state st LEFT JOIN go USING (alert_id, channel_id)"
 )
 # Statements that lost the race for an attempt number in a row; each loss means another worker
 # logged an attempt, so a few suffice unless something is badly wrong.
 _START_TRIES = 5
+
+
+async def start_each(
+    conn: asyncpg.Connection,
+    targets: Sequence[tuple[int, int, int | None]],
+    *,
+    lease: timedelta,
+    purpose: str = "notify",
+) -> dict[tuple[int, int], Attempt]:
+    """``start_attempts`` without a group for each (alert id, channel id, rule id), all in one
+    statement (one round trip, one commit): (alert id, channel id) → its Attempt.
+    Must run outside a transaction: a lost race is retried with a fresh snapshot."""
+    columns = [list(column) for column in zip(*targets, strict=True)] if targets else [[], [], []]
+    for tries_left in range(_START_TRIES - 1, -1, -1):
+        try:
+            rows = await conn.fetch(_START_EACH, *columns, purpose, lease)
+            break
+        except asyncpg.UniqueViolationError:
+            if not tries_left:
+                raise
+    found = {(r["alert_id"], r["channel_id"]): r for r in rows}
+    attempts = {}
+    for alert_id, channel_id, _ in targets:
+        row = found.get((alert_id, channel_id))
+        if row is None or row["settled"]:  # no row: the alert is gone
+            attempts[alert_id, channel_id] = Attempt()
+        elif row["lease_left"] is not None:
+            attempts[alert_id, channel_id] = Attempt(in_flight_for=row["lease_left"])
+        else:
+            attempts[alert_id, channel_id] = Attempt({alert_id: row["log_id"]})
+    return attempts
 
 
 async def start_many(
@@ -181,29 +218,9 @@ async def start_many(
     lease: timedelta,
     purpose: str = "notify",
 ) -> dict[int, Attempt]:
-    """``start_attempts`` for one alert on several (channel id, rule id) at once, without a
-    group: channel id → its Attempt, in one statement (one round trip, one commit).
-    Must run outside a transaction: a lost race is retried with a fresh snapshot."""
-    channel_ids = [c for c, _ in targets]
-    rule_ids = [r for _, r in targets]
-    for tries_left in range(_START_TRIES - 1, -1, -1):
-        try:
-            rows = await conn.fetch(_START_MANY, alert_id, channel_ids, rule_ids, purpose, lease)
-            break
-        except asyncpg.UniqueViolationError:
-            if not tries_left:
-                raise
-    found = {r["channel_id"]: r for r in rows}
-    attempts = {}
-    for channel_id in channel_ids:
-        row = found.get(channel_id)
-        if row is None or row["settled"]:  # no row: the alert is gone
-            attempts[channel_id] = Attempt()
-        elif row["lease_left"] is not None:
-            attempts[channel_id] = Attempt(in_flight_for=row["lease_left"])
-        else:
-            attempts[channel_id] = Attempt({alert_id: row["log_id"]})
-    return attempts
+    """``start_each`` for one alert on several (channel id, rule id): channel id → its Attempt."""
+    found = await start_each(conn, [(alert_id, c, r) for c, r in targets], lease=lease, purpose=purpose)
+    return {channel_id: attempt for (_, channel_id), attempt in found.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,16 +232,33 @@ class Routed:
     escalate_at: datetime | None = None
 
 
-_FINISH = (
-    "UPDATE notification_logs SET status = $2, error_class = $3, detail = $4, http_status = $5,"
-    " latency_ms = $6, retry_after_s = $7, finished_at = now() WHERE id = ANY($1::bigint[])"
+# Each attempt's outcome, and the alerts whose routing they complete marked routed
+# (db.alerts.mark_routed), in one statement: one commit for a whole batch of sends.
+_FINISH_EACH = (
+    "WITH o AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],"
+    "   $7::float8[]) AS o(id, status, error_class, detail, http_status, latency_ms, retry_after_s)),"
+    " finished AS (UPDATE notification_logs l SET status = o.status, error_class = o.error_class,"
+    "   detail = o.detail, http_status = o.http_status, latency_ms = o.latency_ms, retry_after_s = o.retry_after_s,"
+    "   finished_at = now() FROM o WHERE l.id = o.id)"
+    " UPDATE alerts a SET routed_at = coalesce(r.at, now()), route_after = NULL, escalate_at = r.escalate_at"
+    " FROM unnest($8::bigint[], $9::timestamptz[], $10::timestamptz[]) AS r(id, at, escalate_at)"
+    " WHERE a.id = r.id AND a.routed_at IS NULL"
 )
-# The same, and the alert marked routed (db.alerts.mark_routed) in the same statement: one commit.
-_FINISH_AND_ROUTE = (
-    f"WITH finished AS ({_FINISH})"
-    " UPDATE alerts SET routed_at = coalesce($9, now()), route_after = NULL, escalate_at = $10"
-    " WHERE id = $8 AND routed_at IS NULL"
-)
+
+
+async def finish_each(
+    conn: asyncpg.Connection, finished: Sequence[tuple[Sequence[int], Outcome]], routed: Sequence[Routed] = ()
+) -> None:
+    """Close the attempts of several sends, each (log ids, outcome), and mark the ``routed``
+    alerts routed, atomically (their routing is done once these sends are logged)."""
+    rows = [(log_id, o) for log_ids, o in finished for log_id in log_ids]
+    await conn.execute(
+        _FINISH_EACH,
+        [i for i, _ in rows], [o.status for _, o in rows], [o.error_class for _, o in rows],
+        [o.detail for _, o in rows], [o.http_status for _, o in rows], [o.latency_ms for _, o in rows],
+        [o.retry_after_s for _, o in rows],
+        [r.alert_id for r in routed], [r.at for r in routed], [r.escalate_at for r in routed],
+    )  # fmt: skip
 
 
 async def finish_attempts(
@@ -232,12 +266,7 @@ async def finish_attempts(
 ) -> None:
     """Close the attempts of one send with its outcome; with ``routed``, also mark the alert
     routed, atomically (routing is done once this send is logged)."""
-    args = (list(log_ids), outcome.status, outcome.error_class, outcome.detail, outcome.http_status,
-            outcome.latency_ms, outcome.retry_after_s)  # fmt: skip
-    if routed is None:
-        await conn.execute(_FINISH, *args)
-    else:
-        await conn.execute(_FINISH_AND_ROUTE, *args, routed.alert_id, routed.at, routed.escalate_at)
+    await finish_each(conn, [(log_ids, outcome)], [routed] if routed is not None else [])
 
 
 async def finish_attempt(conn: asyncpg.Connection, log_id: int, status: str, detail: str | None) -> None:
@@ -285,10 +314,11 @@ async def record_decision(
 
 @dataclass(frozen=True, slots=True)
 class Cooldown:
-    """The cooldown's evidence: a rule's latest delivery of another alert of the patient and key."""
+    """The cooldown's evidence: a rule's latest delivery of another alert of the patient and key,
+    or (``finished_at`` None) a send of one that is in flight now."""
 
     alert_id: int
-    finished_at: datetime
+    finished_at: datetime | None
 
 
 def cooldown_sql(*, rule_id: str, since: str, severities: str, enabled: str = "true") -> str:

@@ -2,9 +2,10 @@
 escalates to, and the other alerts a grouped message may carry.  Rules are written in
 db/notification_rules.py.
 
-``load`` reads everything one routing decision needs in one round trip: the alert, the silence
-and the critical alert that mute it, the matching rules with their channels, and each rule's
-cooldown evidence.  Delivery speed is mostly round trips (docs/benchmarks.md).
+``load_many`` reads everything routing decisions need in one round trip, for several alerts at
+once: each alert, the silence and the critical alert that mute it, the matching rules with their
+channels, and each rule's cooldown evidence.  Delivery speed is mostly round trips
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ _MATCHES = (
 class Routing:
     """An alert and what decides its routing now: ``silence_id`` (an active silence that
     matches it), ``inhibitor_id`` (a critical alert that mutes it), its matching rules in id
-    order, and ``cooldowns``: rule id → the send that holds it back, for rules in cooldown."""
+    order, and ``cooldowns``: rule id → the send that holds it back (delivered, or in flight
+    now), for rules in cooldown."""
 
     alert: Alert
     silence_id: int | None
@@ -62,6 +64,8 @@ class Routing:
 
 
 _ALERT_FIELDS = tuple(Alert.__dataclass_fields__)
+# How long an attempt in flight counts as alive (channels.routing.ATTEMPT_LEASE, the default).
+LEASE = timedelta(minutes=2)
 
 # One row per matching rule (one row with NULL rule columns when none matches).  A rule's
 # channels come as parallel arrays in id order; the alert's columns repeat on every row.
@@ -70,8 +74,8 @@ _LOAD = (
     " r.id AS rule_id, r.tenant_id AS rule_tenant_id, r.name AS rule_name,"
     " coalesce(owner.timezone, team.timezone, 'UTC') AS rule_timezone, r.quiet_start, r.quiet_end, r.cooldown,"
     " r.group_wait, r.escalate_after, ch.ids AS channel_ids, ch.purposes, ch.kinds, ch.labels, ch.configs,"
-    " cd.alert_id AS cooldown_alert_id, cd.finished_at AS cooldown_sent_at"
-    f" FROM ({SELECT_ALERT} WHERE a.id = $1) a"
+    " cd.alert_id AS cooldown_alert_id, cd.finished_at AS cooldown_sent_at, fl.alert_id AS in_flight_alert_id"
+    f" FROM ({SELECT_ALERT} WHERE a.id = ANY($1::bigint[])) a"
     " LEFT JOIN notification_rules r ON "
     + _MATCHES.replace("u.tenant_id", "a.tenant_id")
     + " LEFT JOIN users owner ON owner.id = r.owner_user_id"
@@ -88,44 +92,68 @@ _LOAD = (
         rule_id="r.id", since="$3::timestamptz - r.cooldown", severities="$2", enabled="r.cooldown > interval '0'"
     )
     + " cd ON true"
-    " ORDER BY r.id"
+    # A send of another alert of the patient and key that is in flight now (younger than the
+    # lease): once it is delivered, it is the cooldown's evidence; until then the alert waits.
+    " LEFT JOIN LATERAL (SELECT o.id AS alert_id FROM alerts o JOIN notification_logs l ON l.alert_id = o.id"
+    "   WHERE cd.alert_id IS NULL AND r.cooldown > interval '0' AND o.user_id = a.user_id AND o.id <> a.id"
+    "   AND coalesce(o.metric, o.category) = coalesce(a.metric, a.category)"
+    "   AND array_position($2::text[], o.severity) >= array_position($2::text[], a.severity)"
+    "   AND l.rule_id = r.id AND l.purpose = 'notify' AND l.status = 'sending'"
+    "   AND l.created_at > now() - $5::interval LIMIT 1) fl ON true"
+    " ORDER BY a.id, r.id"
 )
 
 
-async def load(conn: asyncpg.Connection, alert_id: int, now: datetime, inhibit_window: timedelta) -> Routing | None:
-    """The alert and what decides its routing at ``now`` (one statement), or None when it is gone.
+async def load(
+    conn: asyncpg.Connection, alert_id: int, now: datetime, inhibit_window: timedelta, lease: timedelta = LEASE
+) -> Routing | None:
+    """The alert and what decides its routing at ``now`` (one statement), or None when it is gone."""
+    return (await load_many(conn, [alert_id], now, inhibit_window, lease)).get(alert_id)
 
-    Rules are those of ``rules_for``; a rule's cooldown evidence is ``delivery_log.last_sent``'s.
-    """
-    rows = await conn.fetch(
-        _LOAD,
-        alert_id,
-        list(SEVERITIES),
-        now,
-        inhibit_window,
-    )
-    if not rows:
-        return None
-    first = rows[0]
-    alert = Alert(**{name: first[name] for name in _ALERT_FIELDS})
-    rules, cooldowns = [], {}
+
+async def load_many(
+    conn: asyncpg.Connection, alert_ids: list[int], now: datetime, inhibit_window: timedelta, lease: timedelta = LEASE
+) -> dict[int, Routing]:
+    """Each alert that exists among ``alert_ids``, with what decides its routing at ``now``, in
+    one statement.  Rules are those of ``rules_for``; a rule's cooldown evidence is
+    ``delivery_log.last_sent``'s, else a send in flight (an attempt younger than ``lease``)."""
+    rows = await conn.fetch(_LOAD, alert_ids, list(SEVERITIES), now, inhibit_window, lease)
+    found: dict[int, Routing] = {}
+    for alert_rows in _by_alert(rows):
+        first = alert_rows[0]
+        alert = Alert(**{name: first[name] for name in _ALERT_FIELDS})
+        rules, cooldowns = [], {}
+        for row in alert_rows:
+            if row["rule_id"] is None:
+                continue
+            channels = zip(row["channel_ids"] or (), row["purposes"] or (), row["kinds"] or (), row["labels"] or (),
+                           row["configs"] or (), strict=True)  # fmt: skip
+            mine = [(purpose, ChannelRow(cid, alert.tenant_id, kind, label, sealed))
+                    for cid, purpose, kind, label, sealed in channels]  # fmt: skip
+            rule = Rule(
+                row["rule_id"], row["rule_tenant_id"], row["rule_name"], row["rule_timezone"], row["quiet_start"],
+                row["quiet_end"], row["cooldown"], row["group_wait"], row["escalate_after"],
+                channels=tuple(c for p, c in mine if p == "notify"),
+                escalation_channels=tuple(c for p, c in mine if p == "escalate"),
+            )  # fmt: skip
+            rules.append(rule)
+            if row["cooldown_alert_id"] is not None:
+                cooldowns[rule.id] = Cooldown(row["cooldown_alert_id"], row["cooldown_sent_at"])
+            elif row["in_flight_alert_id"] is not None:
+                cooldowns[rule.id] = Cooldown(row["in_flight_alert_id"], None)
+        found[alert.id] = Routing(alert, first["silence_id"], first["inhibitor_id"], tuple(rules), cooldowns)
+    return found
+
+
+def _by_alert(rows: list[asyncpg.Record]) -> list[list[asyncpg.Record]]:
+    # The rows come in alert order: one run per alert.
+    runs: list[list[asyncpg.Record]] = []
     for row in rows:
-        if row["rule_id"] is None:
-            continue
-        channels = zip(row["channel_ids"] or (), row["purposes"] or (), row["kinds"] or (), row["labels"] or (),
-                       row["configs"] or (), strict=True)  # fmt: skip
-        mine = [(purpose, ChannelRow(cid, alert.tenant_id, kind, label, sealed))
-                for cid, purpose, kind, label, sealed in channels]  # fmt: skip
-        rule = Rule(
-            row["rule_id"], row["rule_tenant_id"], row["rule_name"], row["rule_timezone"], row["quiet_start"],
-            row["quiet_end"], row["cooldown"], row["group_wait"], row["escalate_after"],
-            channels=tuple(c for p, c in mine if p == "notify"),
-            escalation_channels=tuple(c for p, c in mine if p == "escalate"),
-        )  # fmt: skip
-        rules.append(rule)
-        if row["cooldown_alert_id"] is not None:
-            cooldowns[rule.id] = Cooldown(row["cooldown_alert_id"], row["cooldown_sent_at"])
-    return Routing(alert, first["silence_id"], first["inhibitor_id"], tuple(rules), cooldowns)
+        if runs and runs[-1][0]["id"] == row["id"]:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    return runs
 
 
 async def rules_for(conn: asyncpg.Connection, alert: Alert) -> list[Rule]:

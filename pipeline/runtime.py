@@ -37,7 +37,8 @@ class Runtime:
     settings: PipelineSettings
     services: Services
     broker: RedisBroker
-    pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = field(default_factory=dict)
+    # Per event loop, and whether its plans are made once (``pool(generic_plans=True)``).
+    pools: dict[tuple[asyncio.AbstractEventLoop, bool], asyncpg.Pool] = field(default_factory=dict)
     vapid_subject: str | None = None
     keys: DeploymentKeys | None = None
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -133,22 +134,26 @@ def current() -> Runtime:
     return _runtime
 
 
-async def pool() -> asyncpg.Pool:
+async def pool(*, generic_plans: bool = False) -> asyncpg.Pool:
+    """The running loop's pool; ``generic_plans``: a pool of its own whose statements are planned
+    once per connection (db.pool), for code that only looks rows up by key (routing)."""
     runtime = current()
-    loop = asyncio.get_running_loop()
-    if loop not in runtime.pools:
-        runtime.pools[loop] = await create_pool(runtime.services.database_url, max_size=runtime.db.pool_max)
-    return runtime.pools[loop]
+    key = (asyncio.get_running_loop(), generic_plans)
+    if key not in runtime.pools:
+        runtime.pools[key] = await create_pool(
+            runtime.services.database_url, max_size=runtime.db.pool_max, generic_plans=generic_plans
+        )
+    return runtime.pools[key]
 
 
 async def close_pool() -> None:
-    """Close the pool of the running loop, if it has one, and its channels' HTTP session
+    """Close the pools of the running loop, if it has any, and its channels' HTTP session
     (channels.http keeps one per loop, with keep-alive): what the loop holds goes with it."""
     await http.close_session()
     if _runtime is not None:
-        found = _runtime.pools.pop(asyncio.get_running_loop(), None)
-        if found is not None:
-            await found.close()
+        loop = asyncio.get_running_loop()
+        for key in [k for k in _runtime.pools if k[0] is loop]:
+            await _runtime.pools.pop(key).close()
 
 
 def stop() -> None:

@@ -59,3 +59,16 @@ def test_a_webhook_channel_is_told_its_own_id_so_each_channel_gets_its_own_webho
 
     assert isinstance(first, Webhook) and isinstance(second, Webhook)
     assert (first.config.channel_id, second.config.channel_id) == (11, 12)
+
+
+def test_a_channel_is_built_once_per_sealed_config_and_again_when_it_changes() -> None:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    context = SendContext(KEYRING)
+    row = stored(21, "webhook", {"url": "https://hooks.example.com/a", "secret": secret})
+    changed = stored(21, "webhook", {"url": "https://hooks.example.com/b", "secret": secret})
+
+    first, again = open_channel(row, context), open_channel(row, SendContext(KEYRING))
+    moved = open_channel(changed, context)
+
+    assert first is again
+    assert isinstance(moved, Webhook) and moved is not first and moved.config.url.endswith("/b")

@@ -21,6 +21,7 @@ from channels.base import Channel, Delivery, DeliveryStatus, Rendered
 from channels.quiet import quiet_until
 from channels.routing import escalate_alert, route_alert, send_test_message
 from db import alerts, deliveries, delivery_log, notification_channels, notification_rules, silences, sync_runs, tenants
+from db import pool as db_pool
 from db.alerts import Alert, NewAlert
 from db.migrate import migrate
 from db.sealing import Keyring
@@ -553,7 +554,9 @@ async def test_a_deferred_alert_waits_for_its_due_time_before_the_reconciler_res
 # -- cost per delivery --------------------------------------------------------------------------
 
 
-async def test_a_delivery_to_one_channel_takes_three_statements_on_one_connection(clinic: Clinic) -> None:
+async def test_a_delivery_to_one_channel_takes_three_statements_and_no_connection_during_the_send(
+    clinic: Clinic,
+) -> None:
     channel = await clinic.channel("ward")
     await clinic.rule([channel])
     warm_up, alert_id = await clinic.alert(metric="spo2"), await clinic.alert()
@@ -564,10 +567,11 @@ async def test_a_delivery_to_one_channel_takes_three_statements_on_one_connectio
         nonlocal acquired
         acquired += 1
 
-    # A pool of its own, so every statement of the delivery (and every acquire) is seen.
+    # A pool with the worker pool's reset (db.pool: none), so every statement of the delivery,
+    # and every acquire, is seen.
     counted = await asyncpg.create_pool(
         runtime.current().services.database_url, min_size=1, max_size=2, setup=count,
-        init=lambda conn: _log_queries(conn, statements),
+        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
     )  # fmt: skip
     try:
         # The first use of a connection also asks for its settings and types: not per delivery.
@@ -580,12 +584,78 @@ async def test_a_delivery_to_one_channel_takes_three_statements_on_one_connectio
 
     assert report.delivered == 1 and [a["alert_id"] for a in clinic.sent("ward")] == [warm_up, alert_id]
     # The alert with its rules, silence, inhibition and cooldown; the claim; the outcome with
-    # routed_at; and the pool's one reset when the connection goes back.
-    resets = [q for q in statements if q.startswith("SELECT pg_advisory_unlock_all()")]
-    assert len(statements) - len(resets) == 3, statements
-    assert len(resets) == 1 and acquired == 1
+    # routed_at.  Two acquires: the connection goes back to the pool for the send, and the
+    # release sends no reset.
+    assert len(statements) == 3, statements
+    assert acquired == 2
     row = await _alert_row(clinic.pool, alert_id)
     assert row["routed_at"] is not None and await clinic.logs(alert_id) == [("ward", "notify", "delivered")]
+
+
+async def test_alerts_routed_at_once_share_their_statements(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel])
+    warm_up = await clinic.alert(metric="spo2")
+    alert_ids = [await clinic.alert(metric=m) for m in ("hrv_rmssd", "glucose", "resting_heart_rate", "steps")]
+    statements: list[str] = []
+    counted = await asyncpg.create_pool(
+        runtime.current().services.database_url, min_size=1, max_size=4,
+        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
+    )  # fmt: skip
+    try:
+        await route_alert(counted, runtime.current().keyring, warm_up)
+        statements.clear()
+        reports = await asyncio.gather(*(route_alert(counted, runtime.current().keyring, a) for a in alert_ids))
+    finally:
+        await counted.close()
+
+    assert [r.delivered for r in reports] == [1, 1, 1, 1]
+    assert sorted(a["alert_id"] for a in clinic.sent("ward")) == sorted([warm_up, *alert_ids])
+    # One load and one claim for the four, then a write per set of sends that ended together
+    # (one alone would take three statements).
+    assert statements[0].startswith("SELECT a.*"), statements
+    assert "INSERT INTO notification_logs" in statements[1] and len(statements) <= 6, statements
+    for alert_id in alert_ids:
+        assert await clinic.logs(alert_id) == [("ward", "notify", "delivered")]
+        assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
+
+
+async def test_two_alerts_of_one_patient_and_metric_at_once_send_once_within_the_cooldown(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel])
+    first, second = await clinic.alert(), await clinic.alert()
+
+    reports = await asyncio.gather(clinic.route(first), clinic.route(second))
+
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [first]
+    assert [(r.delivered, r.suppressed) for r in reports] == [(1, 0), (0, 1)]
+    assert await clinic.logs(second) == [("ward", "notify", "suppressed")]
+
+
+async def test_an_alert_waits_while_its_cooldowns_evidence_is_in_flight_elsewhere(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    rule = await clinic.rule([channel])
+    first, second = await clinic.alert(), await clinic.alert()
+    async with clinic.pool.acquire() as conn:
+        # Another worker is sending the first alert right now.
+        await delivery_log.start_many(conn, first, [(channel, rule)], lease=timedelta(minutes=2))
+
+    waiting = await clinic.route(second)
+
+    assert clinic.sent("ward") == [] and waiting.deferred_until is not None and waiting.delivered == 0
+    assert await clinic.logs(second) == []
+    assert (await _alert_row(clinic.pool, second))["routed_at"] is None
+    # That send was delivered: the alert, looked at again, is held back by the cooldown.
+    await clinic.pool.execute(
+        "UPDATE notification_logs SET status = 'delivered', finished_at = now() WHERE alert_id = $1", first
+    )
+    again = await clinic.route(second)
+    assert again.suppressed == 1 and clinic.sent("ward") == []
+
+
+async def _init_and_log(conn: asyncpg.Connection, into: list[str]) -> None:
+    await db_pool.init_connection(conn)
+    conn.add_query_logger(lambda record: into.append(record.query))
 
 
 async def _log_queries(conn: asyncpg.Connection, into: list[str]) -> None:
