@@ -74,7 +74,7 @@ TARGET_TOTAL_S, TARGET_NUMPY_S = 30.0, 3.0  # for TARGET_USERS; a run of another
 TARGET_USERS = 10_000
 END = datetime(2026, 11, 1, 7, tzinfo=UTC)
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-LOAD_CHUNK = 500  # users per COPY: ~100 MB of rows
+LOAD_CHUNK = 1_500_000  # rows per COPY chunk, ~110 MB
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,11 @@ class Result:
     ended: float = 0.0
 
 
-def copy_rows(user_ids: npt.NDArray[np.int64], rng: np.random.Generator) -> memoryview:
-    """The users' readings as PostgreSQL binary COPY tuples (without the file header), with no
-    Python object per row: one numpy record per user and day holds its 30 rows."""
+def copy_rows(users: int, days: range, rng: np.random.Generator) -> memoryview:
+    """Users 1..``users``' readings on ``days`` (indices into the 90) as PostgreSQL binary COPY
+    tuples (without the file header), with no Python object per row: one numpy record per user and
+    day holds its 30 rows.  Day by day, as daily syncs write them: a user's readings lie on ~90
+    pages of the table, not side by side."""
     fields: list[tuple[str, str]] = []
     for m, name in enumerate(NAMES):
         metric, unit = name.encode(), UNITS.get(name, "score").encode()
@@ -109,17 +111,16 @@ def copy_rows(user_ids: npt.NDArray[np.int64], rng: np.random.Generator) -> memo
         template[f"lp{m}"], template[f"p{m}"] = 9, b"simulator"
         template[f"lm{m}"], template[f"m{m}"] = len(metric), metric
         template[f"lun{m}"], template[f"un{m}"] = len(unit), unit
-    out = np.tile(np.frombuffer(template.tobytes(), np.uint8), user_ids.size * DAYS).view(row)
-    out = out.reshape(user_ids.size, DAYS)
+    out = np.tile(np.frombuffer(template.tobytes(), np.uint8), len(days) * users).view(row).reshape(len(days), users)
     first = (END - timedelta(days=DAYS - 1) - PG_EPOCH) // timedelta(microseconds=1)
-    micros = first + np.arange(DAYS, dtype=np.int64) * 86_400_000_000
+    micros = first + np.arange(days.start, days.stop, dtype=np.int64) * 86_400_000_000
     levels = np.array([LEVELS.get(name, (60.0, 8.0)) for name in NAMES])
-    values = rng.normal(levels[:, 0], levels[:, 1], size=(user_ids.size, DAYS, len(NAMES))).round(2)
+    values = rng.normal(levels[:, 0], levels[:, 1], size=(len(days), users, len(NAMES))).round(2)
     # Ingest refuses what a body cannot produce (negative steps, say): so does the generator.
     values = values.clip(*np.array([PLAUSIBLE.get(name, (-np.inf, np.inf)) for name in NAMES]).T)
     for m in range(len(NAMES)):
-        out[f"user{m}"] = user_ids[:, None]
-        out[f"t{m}"] = micros[None, :]
+        out[f"user{m}"] = np.arange(1, users + 1)[None, :]
+        out[f"t{m}"] = micros[:, None]
         out[f"v{m}"] = values[:, :, m]
     return out.data
 
@@ -222,8 +223,9 @@ async def load_metrics(conn: asyncpg.Connection, users: int) -> None:
 
     async def chunks() -> Any:
         yield COPY_HEADER
-        for first in range(1, users + 1, LOAD_CHUNK):
-            yield copy_rows(np.arange(first, min(first + LOAD_CHUNK, users + 1), dtype=np.int64), rng)
+        step = max(1, LOAD_CHUNK // (users * len(NAMES)))
+        for first in range(0, DAYS, step):
+            yield copy_rows(users, range(first, min(first + step, DAYS)), rng)
         yield COPY_TRAILER
 
     await conn.copy_to_table(
