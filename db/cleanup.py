@@ -18,7 +18,7 @@ BATCH = 10_000
 async def old_readings(conn: asyncpg.Connection, before: datetime, batch: int = BATCH) -> int:
     """Delete readings recorded before ``before``; daily stats stay.  Returns how many went.
 
-    One user at a time, because only (user_id, recorded_at) is indexed: a global
+    One user at a time, because the primary key leads with (user_id, recorded_at): a global
     ``recorded_at < …`` would read the whole table for every batch.
     """
     deleted = 0
@@ -32,7 +32,7 @@ async def orphaned_readings(conn: asyncpg.Connection, batch: int = BATCH) -> int
     set NULL; the metrics_orphaned index finds them) or revoked.  Returns how many went."""
     deleted = await _drain(conn, "connection_id IS NULL", batch=batch)
     for row in await conn.fetch("SELECT id, user_id, provider FROM connections WHERE status = 'revoked' ORDER BY id"):
-        # user_id and provider lead the primary key, so this reads only that device's rows.
+        # user_id leads the primary key, so this reads only that user's rows.
         deleted += await _drain(
             conn,
             "user_id = $1 AND provider = $2 AND connection_id = $3",

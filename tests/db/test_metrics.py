@@ -6,6 +6,7 @@ through COPY and a staging table, so each behaviour is checked at a size on eith
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from db import connections, tenants
-from db.metrics import STAGED_FROM, MetricRow, Reading, UpsertCounts, upsert, upsert_many
+from db import connections, tenants, users
+from db.metrics import STAGED_FROM, MetricRow, OwnerGone, Reading, UpsertCounts, upsert, upsert_many
 from db.migrate import migrate
 from db.pool import connect
 from db.sealing import Keyring
@@ -263,3 +264,130 @@ async def test_an_empty_call_writes_nothing(conn: asyncpg.Connection) -> None:
     assert await upsert(conn, user_id, PROVIDER, None, []) == UpsertCounts()
     assert await upsert_many(conn, []) == UpsertCounts()
     assert await stored(conn, user_id) == {}
+
+
+# Readings have no foreign keys (migration 0017): every write locks its owners instead, and
+# triggers on users and connections do what ON DELETE did.
+
+
+@paths
+async def test_a_write_for_a_user_that_does_not_exist_raises_and_stores_nothing(
+    conn: asyncpg.Connection, path: str
+) -> None:
+    write, count = PATHS[path]
+    [user_id] = await make_users(conn, 1)
+
+    with pytest.raises(OwnerGone):
+        await write(conn, user_id + 1000, readings(count))
+
+    assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
+    assert await write(conn, user_id, readings(count)) == UpsertCounts(inserted=count)  # conn is still usable
+
+
+@pytest.mark.parametrize("path", ["upsert-unnest", "upsert-staged", "upsert_many"])
+async def test_a_write_for_a_connection_that_does_not_exist_raises_and_stores_nothing(
+    conn: asyncpg.Connection, keyring: Keyring, path: str
+) -> None:
+    count = PATHS[path][1]
+    [user_id] = await make_users(conn, 1)
+    connection_id = await connections.upsert(conn, keyring, user_id=user_id, provider=PROVIDER, tokens={"a": "b"})
+    gone = connection_id + 1000
+    batch = readings(count)
+
+    with pytest.raises(OwnerGone):
+        if path == "upsert_many":
+            # One good owner beside the missing one: the whole call is refused.
+            await upsert_many(conn, [*rows(user_id, batch[:1], connection_id), *rows(user_id, batch[1:], gone)])
+        else:
+            await upsert(conn, user_id, PROVIDER, gone, batch)
+
+    assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
+
+
+async def test_an_erase_waits_for_a_write_in_flight_then_deletes_what_it_wrote(fresh_db: str) -> None:
+    writer, eraser = await connect(fresh_db), await connect(fresh_db)
+    try:
+        await migrate(writer)
+        tenant_id = await tenants.ensure_tenant(writer, "metrics", "Metrics")
+        user_id = await tenants.ensure_user(writer, tenant_id, "doomed", "Doomed")
+        write = writer.transaction()
+        await write.start()
+        assert await upsert(writer, user_id, PROVIDER, None, readings(METRICS)) == UpsertCounts(inserted=METRICS)
+
+        erase = asyncio.ensure_future(users.erase(eraser, tenant_id, user_id, "test"))
+        await asyncio.sleep(0.5)
+        assert not erase.done()  # blocked on the write's lock on the user
+        await write.commit()
+
+        assert await asyncio.wait_for(erase, 10) is True
+        assert await writer.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
+    finally:
+        await writer.close()
+        await eraser.close()
+
+
+async def test_a_write_waiting_on_an_erase_finds_the_user_gone_and_stores_nothing(fresh_db: str) -> None:
+    writer, eraser = await connect(fresh_db), await connect(fresh_db)
+    try:
+        await migrate(writer)
+        tenant_id = await tenants.ensure_tenant(writer, "metrics", "Metrics")
+        user_id = await tenants.ensure_user(writer, tenant_id, "doomed", "Doomed")
+        erase = eraser.transaction()
+        await erase.start()
+        assert await users.erase(eraser, tenant_id, user_id, "test") is True
+
+        write = asyncio.ensure_future(upsert_many(writer, rows(user_id, readings(METRICS))))
+        await asyncio.sleep(0.5)
+        assert not write.done()  # blocked on the erase's lock on the user
+        await erase.commit()
+
+        with pytest.raises(OwnerGone):
+            await asyncio.wait_for(write, 10)
+        assert await writer.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
+    finally:
+        await writer.close()
+        await eraser.close()
+
+
+async def test_deleting_a_connection_unlinks_its_readings_and_deleting_a_tenant_removes_them(
+    conn: asyncpg.Connection, keyring: Keyring
+) -> None:
+    first, second = await make_users(conn, 2)
+    linked = await connections.upsert(conn, keyring, user_id=first, provider=PROVIDER, tokens={"a": "b"})
+    other = await connections.upsert(conn, keyring, user_id=second, provider=PROVIDER, tokens={"a": "b"})
+    batch = readings(METRICS)
+    await upsert_many(conn, [*rows(first, batch, linked), *rows(second, batch, other)])
+
+    await conn.execute("DELETE FROM connections WHERE id = $1", linked)
+
+    found = await conn.fetch("SELECT user_id, connection_id, count(*) AS n FROM metrics GROUP BY 1, 2 ORDER BY 1")
+    assert [tuple(r) for r in found] == [(first, None, METRICS), (second, other, METRICS)]
+    assert await stored(conn, first) == expected(batch)  # kept until the weekly cleanup
+
+    await conn.execute("DELETE FROM tenants")  # users, connections and readings, by cascade and trigger
+
+    assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
+
+
+async def test_a_first_load_racing_another_writer_of_the_same_keys_counts_them_unchanged(fresh_db: str) -> None:
+    # Both see no stored readings and try the plain first-load insert; the second waits on the
+    # first's keys, gets a unique violation when it commits, and starts again through ON CONFLICT.
+    first, second = await connect(fresh_db), await connect(fresh_db)
+    try:
+        await migrate(first)
+        [user_id] = await make_users(first, 1)
+        batch = rows(user_id, readings(2 * METRICS))
+        write = first.transaction()
+        await write.start()
+        assert await upsert_many(first, batch) == UpsertCounts(inserted=len(batch))
+
+        racing = asyncio.ensure_future(upsert_many(second, batch))
+        await asyncio.sleep(0.5)
+        assert not racing.done()  # waiting on the first writer's uncommitted keys
+        await write.commit()
+
+        assert await asyncio.wait_for(racing, 10) == UpsertCounts(unchanged=len(batch))
+        assert await stored(first, user_id) == expected(readings(2 * METRICS))
+    finally:
+        await first.close()
+        await second.close()

@@ -173,7 +173,8 @@ async def test_the_metrics_primary_key_is_user_provider_metric_and_time(conn: as
         " WHERE i.indrelid = 'metrics'::regclass AND i.indisprimary ORDER BY k.position"
     )
 
-    assert [r["attname"] for r in columns] == ["user_id", "provider", "metric", "recorded_at"]
+    # The seed's identity of a reading; in this order so one user's readings by time are one range.
+    assert [r["attname"] for r in columns] == ["user_id", "recorded_at", "metric", "provider"]
 
 
 async def test_two_alerts_with_the_same_dedupe_key_are_refused(conn: asyncpg.Connection) -> None:
