@@ -40,9 +40,13 @@ in 50,000-row calls; steadier than wall time on a shared box, though still ±15%
   ms for 50,000 rows against 426 ms with ``ON CONFLICT`` (``EXPLAIN ANALYZE``), which probes each
   key before the insert and confirms it after.  A unique violation (a concurrent writer) starts
   the call again through ``ON CONFLICT``.
-* Tried and dropped: skipping rows equal to the stored ones before ``ON CONFLICT`` cut a replay's
-  WAL from 169 to 20 bytes a row (no row locks) but cost more CPU (3.8 to 4.9 µs a row on replay,
-  4.4 to 8.3 on first load).  ``synchronous_commit = off`` per transaction changed nothing
+* Not adopted yet: skipping rows equal to the stored ones (``NOT EXISTS``) before ``ON CONFLICT``
+  cuts a replay's WAL from 169 to 20 bytes a row, because it takes no row locks.  Planned as a
+  hash anti join over the whole table it cost more CPU (3.8 to 4.9 µs a row on replay, 4.4 to 8.3
+  on first load); as a nested loop of index probes the statement took 78-127 ms for 50,000
+  replayed rows against 126-140 ms.  It needs a batch without repeated keys: with a key staged
+  twice, once as stored and once changed, it would skip the later row and keep the other.
+* ``synchronous_commit = off`` per transaction changed nothing
   measurable at 20 commits per million rows.  It would be safe for readings pulled from a
   provider, because the run's completion commits durably after them and WAL is flushed in
   order, so a crash can only lose readings of a run that is not complete and runs again; not
