@@ -304,49 +304,51 @@ async def test_a_write_for_a_connection_that_does_not_exist_raises_and_stores_no
     assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
 
 
-async def test_an_erase_waits_for_a_write_in_flight_then_deletes_what_it_wrote(fresh_db: str) -> None:
-    writer, eraser = await connect(fresh_db), await connect(fresh_db)
+Two = tuple[asyncpg.Connection, asyncpg.Connection, int, int]
+
+
+@pytest.fixture
+async def two(fresh_db: str) -> AsyncIterator[Two]:
+    """Two connections to one migrated database, and a user: (first, second, tenant id, user id)."""
+    first, second = await connect(fresh_db), await connect(fresh_db)
     try:
-        await migrate(writer)
-        tenant_id = await tenants.ensure_tenant(writer, "metrics", "Metrics")
-        user_id = await tenants.ensure_user(writer, tenant_id, "doomed", "Doomed")
-        write = writer.transaction()
-        await write.start()
-        assert await upsert(writer, user_id, PROVIDER, None, readings(METRICS)) == UpsertCounts(inserted=METRICS)
-
-        erase = asyncio.ensure_future(users.erase(eraser, tenant_id, user_id, "test"))
-        await asyncio.sleep(0.5)
-        assert not erase.done()  # blocked on the write's lock on the user
-        await write.commit()
-
-        assert await asyncio.wait_for(erase, 10) is True
-        assert await writer.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
+        await migrate(first)
+        tenant_id = await tenants.ensure_tenant(first, "metrics", "Metrics")
+        yield first, second, tenant_id, await tenants.ensure_user(first, tenant_id, "u0", "User 0")
     finally:
-        await writer.close()
-        await eraser.close()
+        await first.close()
+        await second.close()
 
 
-async def test_a_write_waiting_on_an_erase_finds_the_user_gone_and_stores_nothing(fresh_db: str) -> None:
-    writer, eraser = await connect(fresh_db), await connect(fresh_db)
-    try:
-        await migrate(writer)
-        tenant_id = await tenants.ensure_tenant(writer, "metrics", "Metrics")
-        user_id = await tenants.ensure_user(writer, tenant_id, "doomed", "Doomed")
-        erase = eraser.transaction()
-        await erase.start()
-        assert await users.erase(eraser, tenant_id, user_id, "test") is True
+async def test_an_erase_waits_for_a_write_in_flight_then_deletes_what_it_wrote(two: Two) -> None:
+    writer, eraser, tenant_id, user_id = two
+    write = writer.transaction()
+    await write.start()
+    assert await upsert(writer, user_id, PROVIDER, None, readings(METRICS)) == UpsertCounts(inserted=METRICS)
 
-        write = asyncio.ensure_future(upsert_many(writer, rows(user_id, readings(METRICS))))
-        await asyncio.sleep(0.5)
-        assert not write.done()  # blocked on the erase's lock on the user
-        await erase.commit()
+    erase = asyncio.ensure_future(users.erase(eraser, tenant_id, user_id, "test"))
+    await asyncio.sleep(0.5)
+    assert not erase.done()  # blocked on the write's lock on the user
+    await write.commit()
 
-        with pytest.raises(OwnerGone):
-            await asyncio.wait_for(write, 10)
-        assert await writer.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
-    finally:
-        await writer.close()
-        await eraser.close()
+    assert await asyncio.wait_for(erase, 10) is True
+    assert await writer.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
+
+
+async def test_a_write_waiting_on_an_erase_finds_the_user_gone_and_stores_nothing(two: Two) -> None:
+    writer, eraser, tenant_id, user_id = two
+    erase = eraser.transaction()
+    await erase.start()
+    assert await users.erase(eraser, tenant_id, user_id, "test") is True
+
+    write = asyncio.ensure_future(upsert_many(writer, rows(user_id, readings(METRICS))))
+    await asyncio.sleep(0.5)
+    assert not write.done()  # blocked on the erase's lock on the user
+    await erase.commit()
+
+    with pytest.raises(OwnerGone):
+        await asyncio.wait_for(write, 10)
+    assert await writer.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == 0
 
 
 async def test_deleting_a_connection_unlinks_its_readings_and_deleting_a_tenant_removes_them(
@@ -369,25 +371,19 @@ async def test_deleting_a_connection_unlinks_its_readings_and_deleting_a_tenant_
     assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
 
 
-async def test_a_first_load_racing_another_writer_of_the_same_keys_counts_them_unchanged(fresh_db: str) -> None:
+async def test_a_first_load_racing_another_writer_of_the_same_keys_counts_them_unchanged(two: Two) -> None:
     # Both see no stored readings and try the plain first-load insert; the second waits on the
     # first's keys, gets a unique violation when it commits, and starts again through ON CONFLICT.
-    first, second = await connect(fresh_db), await connect(fresh_db)
-    try:
-        await migrate(first)
-        [user_id] = await make_users(first, 1)
-        batch = rows(user_id, readings(2 * METRICS))
-        write = first.transaction()
-        await write.start()
-        assert await upsert_many(first, batch) == UpsertCounts(inserted=len(batch))
+    first, second, _, user_id = two
+    batch = rows(user_id, readings(2 * METRICS))
+    write = first.transaction()
+    await write.start()
+    assert await upsert_many(first, batch) == UpsertCounts(inserted=len(batch))
 
-        racing = asyncio.ensure_future(upsert_many(second, batch))
-        await asyncio.sleep(0.5)
-        assert not racing.done()  # waiting on the first writer's uncommitted keys
-        await write.commit()
+    racing = asyncio.ensure_future(upsert_many(second, batch))
+    await asyncio.sleep(0.5)
+    assert not racing.done()  # waiting on the first writer's uncommitted keys
+    await write.commit()
 
-        assert await asyncio.wait_for(racing, 10) == UpsertCounts(unchanged=len(batch))
-        assert await stored(first, user_id) == expected(readings(2 * METRICS))
-    finally:
-        await first.close()
-        await second.close()
+    assert await asyncio.wait_for(racing, 10) == UpsertCounts(unchanged=len(batch))
+    assert await stored(first, user_id) == expected(readings(2 * METRICS))
