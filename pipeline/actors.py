@@ -85,7 +85,8 @@ async def analyse(run_id: int) -> None:
 
 
 # Runs a message when analytics catches up (the reconciler): one fetch and one transaction for
-# them all; the writes cost about half as much per run as one message each (docs/benchmarks.md).
+# them all; that database work costs well under half as much per run as one message each
+# (docs/benchmarks.md, "Analytics recompute").
 ANALYSE_BATCH = 100
 
 
@@ -208,7 +209,7 @@ async def _route(route: Callable[..., Awaitable[Routed]], alert_id: int) -> Rout
     rt = runtime.current()
     try:
         return await route(
-            await runtime.pool(generic_plans=True),
+            await runtime.pool(),
             rt.keyring,
             alert_id,
             rt.settings.delivery_lease,
