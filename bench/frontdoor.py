@@ -98,7 +98,7 @@ TARGET_ERRORS = 0
 METRIC, UNIT, VALUE = "heart_rate", "bpm", 72.0
 WHOOP_DAYS = 7  # of recoveries per account, all inside a first sync's window
 PUSH_TYPE = "recovery.updated"
-DRAIN_TIMEOUT_S = 300.0
+DRAIN_TIMEOUT_S = 600.0  # at 500/s, thousands of pushed syncs may be queued for 5 threads
 CLIENT_TIMEOUT_S = 10.0
 
 
@@ -208,6 +208,7 @@ def free_port() -> int:
 class Request:
     body: bytes
     headers: dict[str, str]
+    subject: int  # the user (ingest) or the WHOOP account (push) it is about
     sign: Callable[[bytes], dict[str, str]] | None = None  # headers made at send time
 
 
@@ -236,7 +237,7 @@ class Ingest:
             ]
             body = json.dumps({"user_id": user, "readings": readings}).encode()
             key = self.keys[n % len(self.keys)]
-            made.append(Request(body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}))
+            made.append(Request(body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, user))
         self.sent += count
         return made
 
@@ -260,9 +261,9 @@ class Pushes:
     def make(self, count: int) -> list[Request]:
         made = []
         for n in range(self.sent, self.sent + count):
-            doc = {"user_id": self.accounts[n % len(self.accounts)], "id": f"r-{n}", "type": PUSH_TYPE,
-                   "trace_id": f"t-{n}"}  # fmt: skip
-            made.append(Request(json.dumps(doc).encode(), {"Content-Type": "application/json"}, self.sign))
+            account = self.accounts[n % len(self.accounts)]
+            doc = {"user_id": account, "id": f"r-{n}", "type": PUSH_TYPE, "trace_id": f"t-{n}"}
+            made.append(Request(json.dumps(doc).encode(), {"Content-Type": "application/json"}, account, self.sign))
         self.sent += count
         return made
 
@@ -281,7 +282,7 @@ class Phase:
     load: float  # 1-minute load average at the end
     cpu_busy: float  # share of all cores busy during the phase, -1 when unreadable
     server_cpu_ms: float = -1  # the server process's CPU per request
-    answers: list[bytes] = field(default_factory=list, repr=False)  # 2xx bodies, for the counts
+    answers: list[tuple[Request, bytes]] = field(default_factory=list, repr=False)  # those answered as expected
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -294,12 +295,12 @@ class Phase:
 
 async def fire(
     http: aiohttp.ClientSession, url: str, rate: float, requests: list[Request], expect: int
-) -> tuple[list[float], dict[str, int], list[float], list[bytes]]:
+) -> tuple[list[float], dict[str, int], list[float], list[tuple[Request, bytes]]]:
     """Send the requests at ``rate``/s on a fixed clock; latencies from each due time."""
     loop = asyncio.get_running_loop()
     latencies: list[float] = [0.0] * len(requests)
     late: list[float] = [0.0] * len(requests)
-    answers: list[bytes] = []
+    answers: list[tuple[Request, bytes]] = []
     errors: dict[str, int] = {}
 
     async def one(i: int, due: float) -> None:
@@ -317,7 +318,7 @@ async def fire(
         if status is not None and status != expect:
             errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
         elif status == expect:
-            answers.append(answer)
+            answers.append((req, answer))
 
     start = loop.time() + 0.05
     tasks = []
@@ -334,8 +335,8 @@ async def fire(
 async def run_phase(
     http: aiohttp.ClientSession, name: str, url: str, pid: int, make: Callable[[int], list[Request]], expect: int,
     args: argparse.Namespace,
-) -> tuple[Phase, list[bytes]]:  # fmt: skip
-    """Warm up, then measure; returns the phase and the warm-up's 2xx bodies (counted too)."""
+) -> tuple[Phase, list[tuple[Request, bytes]]]:  # fmt: skip
+    """Warm up, then measure; returns the phase and the warm-up's answered requests (counted too)."""
     _, warm_errors, _, warm_answers = await fire(http, url, args.rate, make(int(args.rate * args.warmup)), expect)
     if warm_errors:
         print(f"# {name}: warm-up errors {warm_errors}", file=sys.stderr)
@@ -353,18 +354,19 @@ async def run_phase(
 
 
 async def settle(http: aiohttp.ClientSession, url: str, timeout: float = 120.0) -> float:
-    """Seconds until ``url`` (the server's /healthz) answers within 50 ms three times running: an
-    overloaded phase's backlog must not spill into the next one."""
+    """Seconds until ``url`` (the server's /healthz) answered within 50 ms, the first of three
+    times running: an overloaded phase's backlog must not spill into the next one."""
     loop = asyncio.get_running_loop()
-    began, quick = loop.time(), 0
-    while quick < 3 and loop.time() - began < timeout:
+    began = loop.time()
+    streak: list[float] = []  # when each prompt answer of the current run of them was asked for
+    while len(streak) < 3 and loop.time() - began < timeout:
         sent = loop.time()
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with http.get(url) as resp:
                 await resp.read()
-        quick = quick + 1 if loop.time() - sent < 0.05 else 0
+        streak = [*streak, sent] if loop.time() - sent < 0.05 else []
         await asyncio.sleep(0.2)
-    return loop.time() - began
+    return (streak[0] if streak else loop.time()) - began
 
 
 # -- data and the run ----------------------------------------------------------------------------
@@ -405,19 +407,16 @@ class Stored:
     ingest_accepted: int  # as the API reported them
     ingest_rows: int  # in PostgreSQL
     push_accounts: int  # accounts with at least one accepted push
-    whoop_expected: int
-    whoop_rows: int
+    short_accounts: int  # of those, the ones with fewer rows than expected
+    whoop_expected: int  # rows of the accounts pushed
+    whoop_rows: int  # rows of every WHOOP account (a push answered too late may have synced one)
     runs: dict[str, int]  # WHOOP sync runs by status
     drained_s: float
     analytics_queued: int
 
     @property
     def lost(self) -> int:
-        return (
-            max(0, self.ingest_accepted - self.ingest_rows)
-            + max(0, self.whoop_expected - self.whoop_rows)
-            + self.runs.get("failed", 0)
-        )
+        return max(0, self.ingest_accepted - self.ingest_rows) + self.short_accounts + self.runs.get("failed", 0)
 
 
 async def drain(pool: asyncpg.Pool, timeout: float) -> float:
@@ -431,25 +430,34 @@ async def drain(pool: asyncpg.Pool, timeout: float) -> float:
 
 
 async def count_stored(
-    pool: asyncpg.Pool, redis_url: str, ingest_answers: list[bytes], push_answers: int, ingest_sent: int,
-    accounts: int, drained: float,
+    pool: asyncpg.Pool, redis_url: str, ingest: list[tuple[Request, bytes]], pushes: list[tuple[Request, bytes]],
+    ingest_sent: int, drained: float,
 ) -> Stored:  # fmt: skip
-    accepted = sum(json.loads(a)["accepted"] for a in ingest_answers)
+    """What PostgreSQL holds against what was accepted: every reading of a 200-answered batch, and
+    every reading of each account whose push was answered 202."""
+    accepted = sum(json.loads(body)["accepted"] for _, body in ingest)
     ingest_rows = await pool.fetchval("SELECT count(*) FROM metrics WHERE provider = 'ingest'")
-    whoop_rows = await pool.fetchval("SELECT count(*) FROM metrics WHERE provider = 'whoop'")
+    per_account = {
+        int(r["account"]): r["n"]
+        for r in await pool.fetch(
+            "SELECT c.provider_user_id AS account, count(m.*) AS n FROM connections c"
+            " LEFT JOIN metrics m ON m.connection_id = c.id WHERE c.provider = 'whoop' GROUP BY c.provider_user_id"
+        )
+    }
     runs = await pool.fetch(
         "SELECT r.status, count(*) AS n FROM sync_runs r JOIN connections c ON c.id = r.connection_id"
         " WHERE c.provider = 'whoop' GROUP BY r.status"
     )
-    pushed = min(accounts, push_answers)  # round-robin: the first pushes reach every account
+    pushed = {req.subject for req, _ in pushes}
+    each = whoop_rows_per_account()
     client = redis.Redis.from_url(redis_url)
     try:
         queued = int(client.llen("dramatiq:analytics"))
     finally:
         client.close()
     return Stored(
-        ingest_sent, accepted, ingest_rows, pushed, pushed * whoop_rows_per_account(), whoop_rows,
-        {r["status"]: r["n"] for r in runs}, drained, queued,
+        ingest_sent, accepted, ingest_rows, len(pushed), sum(1 for a in pushed if per_account.get(a, 0) < each),
+        len(pushed) * each, sum(per_account.values()), {r["status"]: r["n"] for r in runs}, drained, queued,
     )  # fmt: skip
 
 
@@ -460,6 +468,14 @@ class Report:
     stored: Stored | None = None
     log_errors: tuple[int, str] = (0, "")
     worker_log_errors: tuple[int, str] = (0, "")
+    ingest_settle_s: float = 0.0  # after the ingest phase, until the web process answered promptly again
+
+    def ingest_throughput(self, args: argparse.Namespace) -> float:
+        """Batches the web process stored a second, from the first warm-up request until it had
+        caught up: what it managed, whatever was offered."""
+        if self.stored is None:
+            return float("nan")
+        return self.stored.ingest_rows / args.readings / (args.warmup + args.seconds + self.ingest_settle_s)
 
 
 def log_errors(path: Path) -> tuple[int, str]:
@@ -531,7 +547,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
             )
             report.phases.append(phase)
             ingest_answers = warm + phase.answers
-            await settle(http, f"{ours}/healthz")
+            report.ingest_settle_s = await settle(http, f"{ours}/healthz")
             phase, warm = await run_phase(
                 http, "webhook", f"{ours}/webhooks/providers/whoop", web_process.popen.pid, pushes.make, 202, args
             )
@@ -539,7 +555,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
             drained = await drain(pool, DRAIN_TIMEOUT_S)
             ingest_sent = ingest.sent * args.readings
             report.stored = await count_stored(
-                pool, redis_url, ingest_answers, len(warm) + len(phase.answers), ingest_sent, args.accounts, drained
+                pool, redis_url, ingest_answers, warm + phase.answers, ingest_sent, drained
             )
         return report
     except BaseException:
@@ -616,12 +632,16 @@ def render(report: Report, args: argparse.Namespace) -> str:
             )
     s = report.stored
     if s is not None:
+        lines.append(
+            f"throughput ingest: {report.ingest_throughput(args):.0f} batches/s stored (caught up"
+            f" {report.ingest_settle_s:.0f} s after the phase), {args.rate:g}/s offered"
+        )
         runs = ", ".join(f"{k} {v:,}" for k, v in sorted(s.runs.items()))
         lines += [
             f"stored    ingest: {s.ingest_rows:,} rows of {s.ingest_accepted:,} readings accepted in 200 answers"
             f" ({s.ingest_sent:,} sent; a batch whose answer came too late may be stored all the same)",
             f"stored    whoop: {s.whoop_rows:,} rows of {s.whoop_expected:,} expected ({s.push_accounts} accounts"
-            f" pushed); sync runs: {runs}; drained {s.drained_s:.1f} s after the load",
+            f" pushed, {s.short_accounts} short); sync runs: {runs}; drained {s.drained_s:.1f} s after the load",
             f"queued    {s.analytics_queued:,} analyses left in the analytics queue (no analytics worker here)",
         ]
     for who, (count, first) in (("web", report.log_errors), ("sync worker", report.worker_log_errors)):
@@ -665,22 +685,27 @@ def result_line(report: Report, args: argparse.Namespace) -> str:
     if s is not None:
         rows.append(
             {
-                "case": "readings lost: ingest accepted − stored, WHOOP expected − stored, failed syncs",
+                "case": "lost: ingest readings accepted but not stored, pushed WHOOP accounts short, failed syncs",
                 "baseline": "",
-                "ours": f"{s.lost} (ingest {s.ingest_rows:,} of {s.ingest_accepted:,},"
-                f" WHOOP {s.whoop_rows:,} of {s.whoop_expected:,})",
+                "ours": f"{s.lost} (ingest {s.ingest_rows:,} rows for {s.ingest_accepted:,} accepted,"
+                f" WHOOP {s.whoop_rows:,} rows for {s.whoop_expected:,} expected)",
                 "ratio": "",
                 "target": "0",
                 "result": verdict(s.lost == 0),
             }
         )
     notes = [
-        f"{name}: web process CPU {p.server_cpu_ms:.2f} ms a request, all cores {p.cpu_busy:.0%} busy,"
-        f" 1-minute load {p.load:.2f} at the end"
+        f"{name}: the serving process's CPU over the phase {p.server_cpu_ms:.2f} ms per request sent, all cores"
+        f" {p.cpu_busy:.0%} busy, 1-minute load {p.load:.2f} at the end"
         for name, p in by_name.items()
         if p.server_cpu_ms >= 0
     ]
     if s is not None:
+        notes.append(
+            f"ingest throughput: the web process stored {s.ingest_rows // args.readings:,} batches, "
+            f"{report.ingest_throughput(args):.0f} a second from the warm-up's start until it answered promptly again"
+            f" ({report.ingest_settle_s:.0f} s after the phase), against {args.rate:g} offered"
+        )
         notes.append(f"the sync worker drained {s.drained_s:.1f} s after the load; {s.analytics_queued:,} analyses"
                      " left queued (no analytics worker in this bench)")  # fmt: skip
     return "RESULT " + json.dumps(

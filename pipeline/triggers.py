@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import dramatiq
+import redis
 from dramatiq.errors import BrokerError
 
 from db import sync_runs
@@ -29,7 +30,9 @@ def enqueue(actor: dramatiq.Actor[..., Any], *args: int | list[int], delay: time
             actor.send_with_options(args=args, delay=int(delay.total_seconds() * 1000))
         else:
             actor.send(*args)
-    except (BrokerError, OSError, ConnectionError) as exc:
+    # Dramatiq's Redis broker lets redis-py's own errors through (a refused connection is a
+    # redis.ConnectionError, no builtin ConnectionError): the row waits for the reconciler.
+    except (BrokerError, redis.RedisError, OSError, ConnectionError) as exc:
         log.warning("could not enqueue %s%s (%s); the reconciler will retry", actor.actor_name, args, exc)
         return False
     return True
