@@ -88,6 +88,8 @@ def test_the_fanout_bench_delivers_through_real_workers_and_prints_the_ratio_to_
     assert re.search(r"^ours -p 1 300 in .* \d+\.\d+x Apprise ", result.stdout, re.M)
     assert re.search(r"^\s+lost 0: .*; log rows: delivered 300$", result.stdout, re.M)
     assert re.search(r"^target\s+(PASS|MISS) ours ≥ 1,000 deliveries/s", result.stdout, re.M)
+    found = bench_all.parse_result(result.stdout)
+    assert found is not None and found["bench"] == "fanout" and found["rows"][-1]["result"] == "PASS"
 
 
 # The admin bench only reads the broker's keys (the Queues page), in a database number of its own.
@@ -135,6 +137,10 @@ def test_the_slash_bench_acks_signed_commands_open_loop_beside_a_bare_bolt_app(s
     assert re.search(rf"^ours idle{latencies}0\s+load .*; follow-ups 150/150;", result.stdout, re.M)
     assert re.search(r"^ratio\s+ours/bare p99 idle: \d+\.\d\dx", result.stdout, re.M)
     assert len(re.findall(r"^target\s+(PASS|MISS) ", result.stdout, re.M)) == 3
+    found = bench_all.parse_result(result.stdout)
+    # The idle phases only: the ack latencies, the p99 ratio, and the errors (none).
+    assert found is not None and found["bench"] == "slash" and len(found["rows"]) == 3
+    assert found["rows"][-1]["ours"] == "0"
 
 
 # The end-to-end bench's workers take a Redis database number of their own.
@@ -188,11 +194,13 @@ def test_the_frontdoor_bench_loads_ingest_and_whoop_pushes_open_loop_and_finds_e
     for phase in ("bare", "ingest", "webhook"):
         assert re.search(rf"^{phase}{latencies}0\s+load ", result.stdout, re.M), phase
     assert len(re.findall(r"^ratio\s+(ingest|webhook)/bare p99: \d+\.\d\dx", result.stdout, re.M)) == 2
+    assert re.search(r"^throughput ingest: \d+ batches/s stored \(caught up \d+ s after the phase\), 50/s offered$",
+                     result.stdout, re.M)  # fmt: skip
     # 200 batches of 10 (warm-up included), each reading a row of its own; every pushed account's
     # week of recoveries (4 readings a day) stored by the sync worker, no sync run failed.
     assert re.search(r"^stored\s+ingest: 2,000 rows of 2,000 readings accepted in 200 answers", result.stdout, re.M)
-    whoop = re.search(r"^stored\s+whoop: 1,400 rows of 1,400 expected \(50 accounts pushed\); sync runs: (.*);",
-                      result.stdout, re.M)  # fmt: skip
+    stored = r"^stored\s+whoop: 1,400 rows of 1,400 expected \(50 accounts pushed, 0 short\); sync runs: (.*);"
+    whoop = re.search(stored, result.stdout, re.M)
     assert whoop is not None and "failed" not in whoop.group(1), result.stdout
     assert re.search(r"^target\s+PASS every accepted reading stored \(lost 0\)$", result.stdout, re.M)
     found = bench_all.parse_result(result.stdout)
