@@ -209,7 +209,7 @@ async def _route(route: Callable[..., Awaitable[Routed]], alert_id: int) -> Rout
     rt = runtime.current()
     try:
         return await route(
-            await runtime.pool(),
+            await runtime.pool(generic_plans=True),
             rt.keyring,
             alert_id,
             rt.settings.delivery_lease,
