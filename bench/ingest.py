@@ -40,12 +40,13 @@ in 50,000-row calls; steadier than wall time on a shared box, though still ±15%
   ms for 50,000 rows against 426 ms with ``ON CONFLICT`` (``EXPLAIN ANALYZE``), which probes each
   key before the insert and confirms it after.  A unique violation (a concurrent writer) starts
   the call again through ``ON CONFLICT``.
-* Not adopted yet: skipping rows equal to the stored ones (``NOT EXISTS``) before ``ON CONFLICT``
-  cuts a replay's WAL from 169 to 20 bytes a row, because it takes no row locks.  Planned as a
-  hash anti join over the whole table it cost more CPU (3.8 to 4.9 µs a row on replay, 4.4 to 8.3
-  on first load); as a nested loop of index probes the statement took 78-127 ms for 50,000
-  replayed rows against 126-140 ms.  It needs a batch without repeated keys: with a key staged
-  twice, once as stored and once changed, it would skip the later row and keep the other.
+* Tried and dropped: leaving out rows equal to the stored ones before ``ON CONFLICT``, which
+  locks each such row (a WAL record apiece): a replay's WAL fell from 169 to 20 bytes a row.  As
+  an anti join Postgres hashed the whole table on every call (3.8 to 4.9 µs a row on replay, 4.4
+  to 8.3 on first load).  As a nested loop of primary-key probes the statement alone took 78-127
+  ms for 50,000 rows against 126-140 ms, but a whole replay call, with the check it needs (a key
+  staged twice, the last time as stored, would keep the earlier row), was slower: 132-178k rows/s
+  against 154-208k, four alternating runs each.
 * ``synchronous_commit = off`` per transaction changed nothing
   measurable at 20 commits per million rows.  It would be safe for readings pulled from a
   provider, because the run's completion commits durably after them and WAL is flushed in

@@ -161,6 +161,25 @@ async def test_a_key_sent_twice_in_one_call_keeps_the_last_and_counts_the_other_
     assert await stored(conn, user_id) == expected([same, bumped(to_new), bumped(twice_new), fresh, *base[4:]])
 
 
+@paths
+async def test_a_key_changed_then_sent_back_as_stored_in_one_call_keeps_the_stored_value(
+    conn: asyncpg.Connection, path: str
+) -> None:
+    # Alone in its call, without another repeated key to fail the statement: the replay skips
+    # the row equal to the stored one, so only the count of staged rows per written key sees it.
+    write, count = PATHS[path]
+    [user_id] = await make_users(conn, 1)
+    base = readings(count)
+    await write(conn, user_id, base)
+    before = await versions(conn, user_id)
+
+    counts = await write(conn, user_id, [bumped(base[0]), *base])
+
+    assert counts == UpsertCounts(unchanged=count + 1)
+    assert await stored(conn, user_id) == expected(base)
+    assert await versions(conn, user_id) == before
+
+
 async def test_one_upsert_many_call_carries_several_users_providers_and_connections(
     conn: asyncpg.Connection, keyring: Keyring
 ) -> None:
