@@ -52,18 +52,16 @@ import contextlib
 import hashlib
 import hmac
 import json
-import math
 import multiprocessing
 import os
 import platform
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 from multiprocessing.connection import Connection
@@ -78,6 +76,8 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import openloop  # noqa: E402
+from openloop import Phase  # noqa: E402
 from servers import (  # noqa: E402
     BIN,
     Workers,
@@ -86,6 +86,7 @@ from servers import (  # noqa: E402
     cpu_times,
     create_database,
     drop_database,
+    log_errors,
     postgres,
     process_cpu,
     procfile_workers,
@@ -271,86 +272,34 @@ class Pushes:
 # -- the load generator (this process) -----------------------------------------------------------
 
 
-@dataclass
-class Phase:
-    name: str
-    sent: int
-    latencies_ms: list[float]  # every request, errors included (a timeout counts as what it took)
-    errors: dict[str, int]
-    late_ms: list[float]  # how late the generator sent each request after its due time
-    seconds: float
-    load: float  # 1-minute load average at the end
-    cpu_busy: float  # share of all cores busy during the phase, -1 when unreadable
-    server_cpu_ms: float = -1  # the server process's CPU per request
-    answers: list[tuple[Request, bytes]] = field(default_factory=list, repr=False)  # those answered as expected
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-
-async def fire(
-    http: aiohttp.ClientSession, url: str, rate: float, requests: list[Request], expect: int
-) -> tuple[list[float], dict[str, int], list[float], list[tuple[Request, bytes]]]:
-    """Send the requests at ``rate``/s on a fixed clock; latencies from each due time."""
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = [0.0] * len(requests)
-    late: list[float] = [0.0] * len(requests)
-    answers: list[tuple[Request, bytes]] = []
-    errors: dict[str, int] = {}
-
-    async def one(i: int, due: float) -> None:
-        late[i] = (loop.time() - due) * 1000
-        req = requests[i]
-        headers = req.headers | req.sign(req.body) if req.sign else req.headers
-        try:
-            async with http.post(url, data=req.body, headers=headers) as resp:
-                answer = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            status = None
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-        latencies[i] = (loop.time() - due) * 1000
-        if status is not None and status != expect:
-            errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
-        elif status == expect:
-            answers.append((req, answer))
-
-    start = loop.time() + 0.05
-    tasks = []
-    for i in range(len(requests)):
-        due = start + i / rate
-        wait = due - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(one(i, due)))
-    await asyncio.gather(*tasks)
-    return latencies, errors, late, answers
+def prepare(req: Request) -> tuple[bytes, dict[str, str]]:
+    return req.body, req.headers | req.sign(req.body) if req.sign else req.headers
 
 
 async def run_phase(
     http: aiohttp.ClientSession, name: str, url: str, pid: int, make: Callable[[int], list[Request]], expect: int,
     args: argparse.Namespace,
 ) -> tuple[Phase, list[tuple[Request, bytes]]]:  # fmt: skip
-    """Warm up, then measure; returns the phase and the warm-up's answered requests (counted too)."""
-    _, warm_errors, _, warm_answers = await fire(http, url, args.rate, make(int(args.rate * args.warmup)), expect)
-    if warm_errors:
-        print(f"# {name}: warm-up errors {warm_errors}", file=sys.stderr)
+    """Warm up, then measure; returns the phase and the requests answered as expected with their
+    answers, of the warm-up and of the phase (both count in what must be stored)."""
+    warm = make(int(args.rate * args.warmup))
+    warmed = await openloop.fire(http, url, args.rate, warm, prepare, expect)
+    if warmed.errors:
+        print(f"# {name}: warm-up errors {warmed.errors}", file=sys.stderr)
     requests = make(int(args.rate * args.seconds))
     cpu_before, server_before, began = cpu_times(), process_cpu(pid), time.monotonic()
-    latencies, errors, late, answers = await fire(http, url, args.rate, requests, expect)
+    fired = await openloop.fire(http, url, args.rate, requests, prepare, expect)
     took, cpu_after, server_after = time.monotonic() - began, cpu_times(), process_cpu(pid)
     busy = -1.0
     if cpu_before is not None and cpu_after is not None and cpu_after[1] > cpu_before[1]:
         busy = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
-    phase = Phase(name, len(requests), latencies, errors, late, took, os.getloadavg()[0], busy, answers=answers)
+    phase = Phase(
+        name, len(requests), fired.latencies_ms, fired.errors, fired.late_ms, took, os.getloadavg()[0], busy
+    )  # fmt: skip
     if server_before is not None and server_after is not None:
         phase.server_cpu_ms = (server_after - server_before) / len(requests) * 1000
-    return phase, warm_answers
+    answered = [(warm[i], body) for i, body in warmed.answered] + [(requests[i], body) for i, body in fired.answered]
+    return phase, answered
 
 
 async def settle(http: aiohttp.ClientSession, url: str, timeout: float = 120.0) -> float:
@@ -478,23 +427,6 @@ class Report:
         return self.stored.ingest_rows / args.readings / (args.warmup + args.seconds + self.ingest_settle_s)
 
 
-def log_errors(path: Path) -> tuple[int, str]:
-    """How many ERROR (or worse) lines a process logged, and the kinds of them: the message and
-    the exception's last line of each JSON line (logging is LOG_FORMAT=json here)."""
-    if not path.exists():
-        return 0, ""
-    found = [line for line in path.read_text(errors="replace").splitlines() if re.search(r"ERROR|CRITICAL|Trace", line)]
-    kinds: dict[str, int] = {}
-    for line in found:
-        try:
-            entry = json.loads(line)
-            kind = f"{entry.get('message')}: {(entry.get('exception') or '').strip().splitlines()[-1:]}"
-        except (ValueError, AttributeError):
-            kind = line[:200]
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return len(found), "; ".join(f"{n} × {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
-
-
 async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scratch: Path) -> Report:
     url = await create_database(admin_url)
     seal = Keyring.new_entry("bench")
@@ -542,21 +474,19 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
                 http, "bare", f"http://127.0.0.1:{bare_port}/v1/ingest", bare_pid, bare_ingest.make, 200, args
             )
             report.phases.append(phase)
-            phase, warm = await run_phase(
+            phase, answered = await run_phase(
                 http, "ingest", f"{ours}/v1/ingest", web_process.popen.pid, ingest.make, 200, args
             )
             report.phases.append(phase)
-            ingest_answers = warm + phase.answers
+            ingest_answers = answered
             report.ingest_settle_s = await settle(http, f"{ours}/healthz")
-            phase, warm = await run_phase(
+            phase, answered = await run_phase(
                 http, "webhook", f"{ours}/webhooks/providers/whoop", web_process.popen.pid, pushes.make, 202, args
             )
             report.phases.append(phase)
             drained = await drain(pool, DRAIN_TIMEOUT_S)
             ingest_sent = ingest.sent * args.readings
-            report.stored = await count_stored(
-                pool, redis_url, ingest_answers, warm + phase.answers, ingest_sent, drained
-            )
+            report.stored = await count_stored(pool, redis_url, ingest_answers, answered, ingest_sent, drained)
         return report
     except BaseException:
         for log in (scratch / "web.log",):
@@ -608,21 +538,9 @@ def render(report: Report, args: argparse.Namespace) -> str:
         f" {args.users} users, {args.keys} API keys, {args.readings} readings a batch; {args.accounts} WHOOP accounts",
         f"load      {args.rate:g}/s for {args.seconds:g} s per phase, open loop ({int(args.rate * args.seconds):,}"
         f" requests; {args.warmup:g} s warm-up before each); latency from the due time to the end of the response",
-        f"{'phase':<10} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  errors  context",
+        openloop.header(10),
     ]
-    for p in report.phases:
-        context = [f"load {p.load:.2f}"]
-        if p.server_cpu_ms >= 0:
-            context.append(f"server CPU {p.server_cpu_ms:.2f} ms/request")
-        if p.cpu_busy >= 0:
-            context.append(f"CPU {p.cpu_busy:.0%} busy")
-        late = sorted(p.late_ms)
-        context.append(f"sender late p99 {late[min(len(late) - 1, math.ceil(0.99 * len(late)) - 1)]:.1f} ms")
-        detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(p.errors.items()))})" if p.errors else ""
-        lines.append(
-            f"{p.name:<10} {p.percentile(50):5.1f} ms {p.percentile(95):5.1f} ms {p.percentile(99):5.1f} ms"
-            f" {max(p.latencies_ms):5.0f} ms  {p.error_count:>6}  {'; '.join(context)}{detail}"
-        )
+    lines += [p.row(10) for p in report.phases]
     for name in ("ingest", "webhook"):
         if name in by_name:
             ours = by_name[name]

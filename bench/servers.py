@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -226,3 +227,20 @@ def cpu_times() -> tuple[int, int] | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
+
+
+def log_errors(path: Path) -> tuple[int, str]:
+    """How many ERROR (or worse) lines a process logged, and the kinds of them: the message and
+    the exception's last line of each JSON line (the benches set LOG_FORMAT=json)."""
+    if not path.exists():
+        return 0, ""
+    found = [line for line in path.read_text(errors="replace").splitlines() if re.search(r"ERROR|CRITICAL|Trace", line)]
+    kinds: dict[str, int] = {}
+    for line in found:
+        try:
+            entry = json.loads(line)
+            kind = f"{entry.get('message')}: {(entry.get('exception') or '').strip().splitlines()[-1:]}"
+        except (ValueError, AttributeError):
+            kind = line[:200]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return len(found), "; ".join(f"{n} × {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])

@@ -43,11 +43,9 @@ import contextlib
 import hashlib
 import hmac
 import json
-import math
 import multiprocessing
 import os
 import platform
-import re
 import secrets
 import sys
 import tempfile
@@ -67,6 +65,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import openloop  # noqa: E402
 from servers import (  # noqa: E402
     Workers,
     bench_env,
@@ -74,6 +73,7 @@ from servers import (  # noqa: E402
     cpu_times,
     create_database,
     drop_database,
+    log_errors,
     postgres,
     process_cpu,
     procfile_workers,
@@ -264,64 +264,13 @@ def bodies(peer_port: int, run: str, count: int) -> list[str]:
 
 
 @dataclass
-class Phase:
-    name: str
-    sent: int
-    latencies_ms: list[float]  # every request, errors included (a timeout counts as what it took)
-    errors: dict[str, int]
-    late_ms: list[float]  # how late the generator sent each request after its due time
-    seconds: float
-    load: float  # 1-minute load average at the end
-    cpu_busy: float  # share of all cores busy during the phase (/proc/stat), -1 when unreadable
-    server_cpu_ms: float = -1  # the server process's CPU per request (acks and any work after them)
+class Phase(openloop.Phase):
     followups: int = -1  # response_url posts that arrived (ours), -1 when not counted
     syncs: int = -1  # sync runs completed during the phase, -1 when not busy
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-
-async def fire(
-    http: aiohttp.ClientSession, url: str, rate: float, seconds: float, payloads: list[str]
-) -> tuple[list[float], dict[str, int], list[float]]:
-    """Send len(payloads) requests at ``rate``/s on a fixed clock; latencies from each due time."""
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = [0.0] * len(payloads)
-    late: list[float] = [0.0] * len(payloads)
-    errors: dict[str, int] = {}
-
-    async def one(i: int, due: float) -> None:
-        late[i] = (loop.time() - due) * 1000
-        body = payloads[i]
-        try:
-            async with http.post(url, data=body, headers=signed(body)) as resp:
-                await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            status = None
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-        took = loop.time() - due
-        latencies[i] = took * 1000
-        if status is not None and status != 200:
-            errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
-        elif status == 200 and took > SLACK_DEADLINE_S:
-            errors["later than 3 s"] = errors.get("later than 3 s", 0) + 1
-
-    start = loop.time() + 0.05
-    tasks = []
-    for i in range(len(payloads)):
-        due = start + i / rate
-        wait = due - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(one(i, due)))
-    await asyncio.gather(*tasks)
-    return latencies, errors, late
+def prepare(body: str) -> tuple[str, dict[str, str]]:
+    return body, signed(body)
 
 
 async def run_phase(
@@ -331,14 +280,14 @@ async def run_phase(
     """Warm up, then measure ``name`` against ``server`` (its port and pid)."""
     url = f"http://127.0.0.1:{server[0]}/slack/events"
     warm, warm_count = secrets.token_hex(4), int(args.rate * args.warmup)
-    await fire(http, url, args.rate, args.warmup, bodies(peer_port, warm, warm_count))
+    await openloop.fire(http, url, args.rate, bodies(peer_port, warm, warm_count), prepare, 200, SLACK_DEADLINE_S)
     if name.startswith("ours"):  # the warm-up's lazy work must not spill into the measured seconds
         await followups(http, peer_port, warm, warm_count)
     run = secrets.token_hex(4)
     payloads = bodies(peer_port, run, int(args.rate * args.seconds))
     syncs_before = await completed_syncs(pool) if pool is not None else None
     cpu_before, server_before, began = cpu_times(), process_cpu(server[1]), time.monotonic()
-    latencies, errors, late = await fire(http, url, args.rate, args.seconds, payloads)
+    fired = await openloop.fire(http, url, args.rate, payloads, prepare, 200, SLACK_DEADLINE_S)
     if name.startswith("ours"):  # the lazy work still running is part of what these requests cost
         followed = await followups(http, peer_port, run, len(payloads))
     took, cpu_after, server_after = time.monotonic() - began, cpu_times(), process_cpu(server[1])
@@ -346,7 +295,10 @@ async def run_phase(
     busy = -1.0
     if cpu_before is not None and cpu_after is not None and cpu_after[1] > cpu_before[1]:
         busy = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
-    phase = Phase(name, len(payloads), latencies, errors, late, took, os.getloadavg()[0], busy, syncs=syncs)
+    phase = Phase(
+        name, len(payloads), fired.latencies_ms, fired.errors, fired.late_ms, took, os.getloadavg()[0], busy,
+        syncs=syncs,
+    )  # fmt: skip
     if name.startswith("ours"):
         phase.followups = followed
     if server_before is not None and server_after is not None:
@@ -409,14 +361,6 @@ class Report:
     pg_version: str
     phases: list[Phase]
     log_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # server → (lines, first)
-
-
-def log_errors(path: Path) -> tuple[int, str]:
-    """How many ERROR (or worse) lines a server logged, and the first of them."""
-    if not path.exists():
-        return 0, ""
-    found = [line for line in path.read_text(errors="replace").splitlines() if re.search(r"ERROR|CRITICAL|Trace", line)]
-    return len(found), found[0][:300] if found else ""
 
 
 async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scratch: Path) -> Report:
@@ -520,28 +464,18 @@ def render(report: Report, args: argparse.Namespace) -> str:
         f"load      {COMMAND} at {args.rate:g}/s for {args.seconds:g} s per phase, open loop"
         f" ({int(args.rate * args.seconds):,} requests; {args.warmup:g} s warm-up before each),"
         f" signed v0; latency from the due time to the end of the response",
-        f"{'phase':<16} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  errors  context",
+        openloop.header(16),
     ]
     for p in report.phases:
-        context = [f"load {p.load:.2f}"]
-        if p.server_cpu_ms >= 0:
-            context.append(f"server CPU {p.server_cpu_ms:.2f} ms/request")
-        if p.cpu_busy >= 0:
-            context.append(f"CPU {p.cpu_busy:.0%} busy")
+        context = []
         if p.syncs >= 0:
             context.append(f"{p.syncs:,} syncs done")
         if p.followups >= 0:
             context.append(f"follow-ups {p.followups:,}/{p.sent:,}")
-        late = sorted(p.late_ms)
-        context.append(f"sender late p99 {late[min(len(late) - 1, math.ceil(0.99 * len(late)) - 1)]:.1f} ms")
-        detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(p.errors.items()))})" if p.errors else ""
-        lines.append(
-            f"{p.name:<16} {p.percentile(50):5.1f} ms {p.percentile(95):5.1f} ms {p.percentile(99):5.1f} ms"
-            f" {max(p.latencies_ms):5.0f} ms  {p.error_count:>6}  {'; '.join(context)}{detail}"
-        )
+        lines.append(p.row(16, context))
     for server, (count, first) in report.log_errors.items():
         if count:
-            lines.append(f"log       {server}: {count} error line(s); first: {first}")
+            lines.append(f"log       {server}: {count} error line(s): {first}")
     for state in ("idle", "busy"):
         ours, bare = by_name.get(f"ours {state}"), by_name.get(f"bare {state}")
         if ours and bare:
