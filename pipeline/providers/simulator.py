@@ -62,14 +62,26 @@ PROFILES: dict[str, Profile] = {
     "body_temperature": Profile("°C", 36.6, 0.15, 35.8, 37.4, digits=2),
 }
 
-# Each scenario overrides daily values (metric, days ago, value) and may add a glucose dip.
+# Each scenario's overrides of daily values: (metric, days ago, value).  The others act below.
 SCENARIOS: dict[str, tuple[tuple[str, int, float], ...]] = {
     "healthy": (),
     "fever": (("body_temperature", 0, 38.6),),
     "tachycardia": (("resting_heart_rate", 0, 118),),
     "hrv_drop": (("hrv_rmssd", 2, 14.0),),
     "hypoglycaemia": (),
+    "weight_gain": (),
+    "missing_days": (),
+    "bad_values": (),
 }
+# The weight_gain scenario: a daily weight that holds steady, then rises 2.4 kg over the last
+# three days, 1.5 kg of it overnight (fluid retention in heart failure).
+WEIGHT_UNIT, WEIGHT_BASE = "kg", 78.0
+WEIGHT_GAIN = {2: 78.4, 1: 78.9, 0: 80.4}
+# The missing_days scenario: nothing at all (no readings, no sessions) 2 to 4 days ago.
+MISSING_DAYS = frozenset({2, 3, 4})
+# The bad_values scenario: today's summary also carries readings no body produces, which the
+# sync must skip and count while it keeps the rest.
+BAD_VALUES = (("resting_heart_rate", -5.0), ("spo2", 140.0), ("body_temperature", math.nan))
 # The hypoglycaemia scenario: glucose at 48 mg/dL for 40 minutes, from 03:00 UTC one day ago.
 HYPO_DAYS_AGO, HYPO_START, HYPO_MINUTES, HYPO_VALUE = 1, time(3, tzinfo=UTC), 40, 48.0
 CGM_STEP = timedelta(minutes=5)
@@ -100,7 +112,7 @@ class Simulator(Provider):
     id = "simulator"
     display_name = "Simulator"
     capabilities = Capabilities(rest_pull=True, webhook_push=False, refresh_tokens=True, max_history_days=None)
-    metrics = frozenset(PROFILES) | {"glucose"}
+    metrics = frozenset(PROFILES) | {"glucose", "weight"}
 
     async def refresh(self, tokens: dict[str, Any]) -> dict[str, Any]:
         return issue_tokens()
@@ -121,20 +133,29 @@ class Simulator(Provider):
         day = window.start.astimezone(UTC).date()
         while day <= today:
             recorded_at = datetime.combine(day, READING_TIME)
+            ago = (today - day).days
+            if "missing_days" in scenarios and ago in MISSING_DAYS:
+                day += timedelta(days=1)
+                continue
             if window.start <= recorded_at <= window.end:
                 daily: dict[str, float] = {}
                 for metric, profile in PROFILES.items():
-                    override = injected.get((metric, (today - day).days))
+                    override = injected.get((metric, ago))
                     value = override if override is not None else _value(seed, day, metric, profile, window.end)
                     daily[metric] = value
                     yield Reading(metric, recorded_at, value, profile.unit)
+                if "weight_gain" in scenarios:
+                    yield Reading("weight", recorded_at, WEIGHT_GAIN.get(ago, WEIGHT_BASE), WEIGHT_UNIT)
+                if "bad_values" in scenarios and ago == 0:
+                    for metric, value in BAD_VALUES:
+                        yield Reading(metric, recorded_at, value, PROFILES[metric].unit)
                 for session in (_night(seed, day, daily["sleep_duration"], window.end), _workout(seed, day)):
                     # Only an injected sleep_duration can run a night past the summary: a tracker
                     # reports a session once it has ended.
                     if session is not None and session.ended_at <= window.end:
                         yield session
             if cgm:
-                hypo = "hypoglycaemia" in scenarios and (today - day).days == HYPO_DAYS_AGO
+                hypo = "hypoglycaemia" in scenarios and ago == HYPO_DAYS_AGO
                 for reading in _glucose_day(seed, day, hypo):
                     if window.start <= reading.recorded_at <= window.end:
                         yield reading

@@ -141,3 +141,38 @@ async def test_the_reconciler_hands_lost_analyses_to_the_worker_in_batches(
 
     assert found.analyses >= len(run_ids)
     await eventually(analysed, what="the reconciler's batch")
+
+
+async def test_a_weight_gain_raises_both_weight_alerts_and_bad_values_and_missing_days_lose_nothing_else(
+    pool: asyncpg.Pool, worker: dramatiq.Worker, workdir: Path
+) -> None:
+    _, user_id, connection_id, _ = await make_patient(
+        pool, runtime.current().keyring, tenant="more-scenarios", alert_file=workdir / "alerts.jsonl"
+    )
+    await pool.execute(
+        "UPDATE connections SET settings = $2 WHERE id = $1",
+        connection_id,
+        {"seed": "more-scenarios", "scenarios": ["weight_gain", "missing_days", "bad_values"]},
+    )
+    run_id = await request_sync(pool, connection_id, "manual")
+
+    async def analysed() -> bool:
+        return bool(await pool.fetchval("SELECT analysed_at IS NOT NULL FROM sync_runs WHERE id = $1", run_id))
+
+    await eventually(analysed, what="analytics")
+    run = await pool.fetchrow("SELECT status, rows_received, rows_invalid FROM sync_runs WHERE id = $1", run_id)
+    # 30 days of a 31-day window (the first sync reads 30 days back) less 3 missing: 8 daily
+    # metrics and a weight a day, plus today's 3 impossible readings.
+    days = await pool.fetchval(
+        "SELECT count(DISTINCT recorded_at::date) FROM metrics WHERE user_id = $1 AND metric = 'weight'", user_id
+    )
+    assert run["status"] == "completed" and run["rows_invalid"] == 3
+    assert await pool.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == days * 9
+    gaps = await pool.fetchval(
+        "SELECT count(*) FROM generate_series(current_date - 4, current_date - 2, '1 day') d"
+        " WHERE EXISTS (SELECT FROM metrics WHERE user_id = $1 AND recorded_at::date = d)",
+        user_id,
+    )
+    assert gaps == 0
+    rules = await pool.fetch("SELECT rule, severity FROM alerts WHERE user_id = $1 AND metric = 'weight'", user_id)
+    assert sorted(r["rule"] for r in rules) == ["weight-gain-day", "weight-gain-week"]

@@ -1,0 +1,53 @@
+"""The simulator's named scenarios: each event lands in the most recent days of the window."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from db.metrics import Reading
+from pipeline.providers.base import Window
+from pipeline.providers.simulator import Simulator
+
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+WINDOW = Window(NOW - timedelta(days=14), NOW)
+
+
+async def readings(*scenarios: str) -> list[Reading]:
+    found = Simulator().fetch({}, WINDOW, {"seed": "s", "scenarios": list(scenarios)})
+    return [r async for r in found if isinstance(r, Reading)]
+
+
+def on(found: list[Reading], metric: str) -> dict[int, float]:
+    return {(NOW.date() - r.recorded_at.date()).days: r.value for r in found if r.metric == metric}
+
+
+async def test_healthy_has_no_weight_and_every_value_is_plausible() -> None:
+    found = await readings()
+    assert on(found, "weight") == {}
+    assert all(math.isfinite(r.value) and r.value >= 0 for r in found)
+    assert len({r.recorded_at.date() for r in found}) == 14  # the window's 14 summaries
+
+
+async def test_weight_gain_holds_steady_then_rises_overnight_and_over_the_week() -> None:
+    weight = on(await readings("weight_gain"), "weight")
+    assert set(weight) == set(range(14))
+    assert weight[0] - weight[1] > 1.36  # more than 3 lb in a day
+    assert weight[0] - min(weight[d] for d in range(1, 8)) > 2.268  # more than 5 lb in a week
+    assert {weight[d] for d in range(3, 14)} == {78.0}
+
+
+async def test_missing_days_leaves_days_two_to_four_empty_and_keeps_the_rest() -> None:
+    healthy, missing = await readings(), await readings("missing_days")
+    days = {(NOW.date() - r.recorded_at.date()).days for r in missing}
+    assert days.isdisjoint({2, 3, 4}) and {0, 1, 5} <= days
+    assert [r for r in healthy if (NOW.date() - r.recorded_at.date()).days not in {2, 3, 4}] == missing
+
+
+async def test_bad_values_adds_three_impossible_readings_today_beside_the_good_ones() -> None:
+    healthy, bad = await readings(), await readings("bad_values")
+    extra = [r for r in bad if r not in healthy]
+    assert len(bad) == len(healthy) + 3
+    assert {r.metric for r in extra} == {"resting_heart_rate", "spo2", "body_temperature"}
+    assert all(r.recorded_at.date() == NOW.date() for r in extra)
+    assert any(math.isnan(r.value) for r in extra) and any(r.value < 0 for r in extra)
