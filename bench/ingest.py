@@ -104,7 +104,7 @@ OURS_BATCH = 50_000  # the reference's measured sweet spot for COPY staging (10k
 PROVIDER = "simulator"
 COLUMNS = list(MetricRow._fields)
 
-# The targets for this 2-core machine.
+# The targets for this 2-core machine.
 FIRST_LOAD_TARGET, REPLAY_TARGET, OVER_SEED_TARGET = 200_000, 250_000, 2.0
 
 # One connection per core: the seed, the ceiling and ours all get the same.

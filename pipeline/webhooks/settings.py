@@ -10,7 +10,7 @@ from datetime import timedelta
 from channels.destinations import DestinationPolicy
 from db import env as envlib
 
-# Svix's schedule, shortened to the five retries: about 2.6 hours in all.
+# Svix's schedule, shortened to five retries: about 2.6 hours in all.
 DEFAULT_SCHEDULE = (5.0, 30.0, 300.0, 1800.0, 7200.0)
 SCHEDULE_EXPECTED = "1 to 10 comma-separated delays in seconds, such as 5,30,300,1800,7200"
 

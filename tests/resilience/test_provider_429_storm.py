@@ -9,7 +9,7 @@ attempts, Retry-After apart.  The drill runs two storms at once, on different ac
 * one that outlasts it: each sync makes exactly its four attempts, Retry-After apart, and is
   marked failed on the fourth, never before.
 
-The issue's storm is 30 s.  With a Retry-After under 10 s, four attempts span less than that, so
+The storm to survive is 30 s.  With a Retry-After under 10 s, four attempts span less than that, so
 such a storm leaves its users failed (dead letters, until ``carebeacon requeue`` or the next
 scheduled sync): the budget counts attempts, not time.  The report says so.
 """

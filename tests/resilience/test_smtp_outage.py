@@ -1,6 +1,6 @@
 """Drill 4: the SMTP server goes away, then comes back; the other channel never waits for it.
 
-The issue's outage is 2 minutes.  A drill has one minute, so the outage here lasts through the
+The outage to survive is 2 minutes.  A drill has one minute, so the outage here lasts through the
 first three attempts of every email (Dramatiq's notify backoff: 2-4 s, then 4-8 s; about 10-15 s
 in all) and the fourth attempt, 8-16 s later, finds the server back on the same port.  What
 matters is the same: the attempts fail as transient, are retried, and land once; the console
