@@ -46,7 +46,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         code = "too_large" if exc.status == 413 else exc.reason.lower().replace(" ", "_")
         body = {"error": {"code": code, "message": exc.text or exc.reason, "details": None}}
         return web.json_response(body, status=exc.status, headers=_kept_headers(exc))
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
+            # The client went away mid-request: nothing is wrong here and there is no one to
+            # answer (aiohttp drops the connection quietly).
+            log.info("client went away during %s %s", request.method, request.path)
+            raise
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": {"code": "internal", "message": "internal error"}}, status=500)
 

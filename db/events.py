@@ -46,7 +46,7 @@ async def publish(
     ``dispatched`` marks an event the caller fans out itself (the test event), so the
     dispatcher leaves it alone.
     """
-    payload = {"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data}
+    payload = envelope(event_type, data)
     event_id: int = await conn.fetchval(
         "INSERT INTO events (tenant_id, type, payload, dispatched_at)"
         " VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING id",
@@ -56,6 +56,11 @@ async def publish(
         dispatched,
     )
     return event_id
+
+
+def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's payload as stored and sent: ``{type, timestamp, data}``."""
+    return {"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data}
 
 
 async def publish_many(conn: asyncpg.Connection, found: Sequence[tuple[int, str, dict[str, Any]]]) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from db import events
 from db.sealing import Keyring
 
 PROVIDER = "ingest"
@@ -17,12 +18,15 @@ TABLE, SECRET = "ingest_secrets", "secret_sealed"
 STATUS, STATUS_REASON = "inactive", "push only: readings arrive through POST /v1/ingest"
 
 
-async def connection_id(conn: asyncpg.Connection, user_id: int) -> int:
-    """The user's ingest connection, created on first use."""
-    found: int = await conn.fetchval(
-        "INSERT INTO connections (user_id, provider, status, status_reason) VALUES ($1, $2, $3, $4)"
+async def connection_of(conn: asyncpg.Connection, tenant_id: int, user_id: int) -> int | None:
+    """The ingest connection of the tenant's user ``user_id``, created on first use; None when
+    the tenant has no such user.  One statement: the ownership check is the insert's source."""
+    found: int | None = await conn.fetchval(
+        "INSERT INTO connections (user_id, provider, status, status_reason)"
+        " SELECT id, $3, $4, $5 FROM users WHERE id = $1 AND tenant_id = $2"
         " ON CONFLICT (user_id, provider) DO UPDATE SET updated_at = now() RETURNING id",
         user_id,
+        tenant_id,
         PROVIDER,
         STATUS,
         STATUS_REASON,
@@ -80,30 +84,53 @@ async def live_secrets(conn: asyncpg.Connection, keyring: Keyring, tenant_slug: 
     return int(tenant_id), opened
 
 
-async def record_run(
-    conn: asyncpg.Connection,
-    connection_id: int,
-    window: tuple[datetime, datetime],
-    received: int,
-    written: int,
-    unchanged: int,
-    invalid: int,
-    started: datetime,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A stored batch, as its run and its event report it."""
+
+    tenant_id: int
+    user_id: int
+    connection_id: int
+    window: tuple[datetime, datetime]
+    received: int
+    written: int
+    unchanged: int
+    invalid: int
+    started: datetime
+
+
+async def record_run(conn: asyncpg.Connection, batch: Batch) -> int:
     """A completed 'ingest' run for one stored batch, so analytics (and the reconciler, if its
-    message is lost) handle the batch like a sync."""
+    message is lost) handle the batch like a sync, and its ``sync.completed`` event, in one
+    statement (the event names the run's id, filled in by the database)."""
+    data = {
+        "sync_run_id": None,
+        "connection_id": batch.connection_id,
+        "user_id": batch.user_id,
+        "provider": PROVIDER,
+        "rows_received": batch.received,
+        "rows_written": batch.written,
+        "rows_unchanged": batch.unchanged,
+        "rows_invalid": batch.invalid,
+    }
     run_id: int = await conn.fetchval(
-        "INSERT INTO sync_runs (connection_id, trigger, status, window_start, window_end, rows_received,"
-        " rows_written, rows_unchanged, rows_invalid, attempts, started_at, finished_at, duration_ms)"
+        "WITH run AS (INSERT INTO sync_runs (connection_id, trigger, status, window_start, window_end,"
+        " rows_received, rows_written, rows_unchanged, rows_invalid, attempts, started_at, finished_at, duration_ms)"
         " VALUES ($1, 'ingest', 'completed', $2, $3, $4, $5, $6, $7, 1, $8, now(),"
-        " (extract(epoch FROM clock_timestamp() - $8) * 1000)::integer) RETURNING id",
-        connection_id,
-        window[0],
-        window[1],
-        received,
-        written,
-        unchanged,
-        invalid,
-        started,
+        " (extract(epoch FROM clock_timestamp() - $8) * 1000)::integer) RETURNING id),"
+        " event AS (INSERT INTO events (tenant_id, type, payload)"
+        " SELECT $9, $10, jsonb_set($11::jsonb, '{data,sync_run_id}', to_jsonb(run.id)) FROM run)"
+        " SELECT id FROM run",
+        batch.connection_id,
+        batch.window[0],
+        batch.window[1],
+        batch.received,
+        batch.written,
+        batch.unchanged,
+        batch.invalid,
+        batch.started,
+        batch.tenant_id,
+        events.SYNC_COMPLETED,
+        events.envelope(events.SYNC_COMPLETED, data),
     )
     return run_id

@@ -6,6 +6,7 @@ and the reconciler re-enqueues it, so a trigger never silently disappears.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -38,11 +39,55 @@ def enqueue(actor: dramatiq.Actor[..., Any], *args: int | list[int], delay: time
     return True
 
 
+async def send(actor: dramatiq.Actor[..., Any], *args: int | list[int]) -> bool:
+    """``enqueue`` from the event loop: on a worker thread, since the broker's Redis client
+    blocks for its round trip and the loop has other requests to serve meanwhile."""
+    return await asyncio.to_thread(enqueue, actor, *args)
+
+
+class Analyses:
+    """Runs to analyse, sent together: one ``analyse_many`` message per ``every`` seconds
+    for all the runs recorded meanwhile (a single one goes as ``analyse``).  At hundreds of
+    ingest batches a second that is a few messages a second instead of one a batch, and the
+    analytics worker reads the batch in one transaction.  A run still buffered when the
+    process dies is sent by the reconciler (its row is committed before it is added here)."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.every = every
+        self._runs: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, run_id: int) -> None:
+        self._runs.append(run_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._send_soon())
+
+    async def _send_soon(self) -> None:
+        while self._runs:  # those added while a send was under way too
+            await asyncio.sleep(self.every)
+            await self.flush()
+
+    async def flush(self) -> None:
+        runs, self._runs = self._runs, []
+        for first in range(0, len(runs), actors.ANALYSE_BATCH):
+            chunk = runs[first : first + actors.ANALYSE_BATCH]
+            if len(chunk) == 1:
+                await send(actors.analyse, chunk[0])
+            else:
+                await send(actors.analyse_many, chunk)
+
+    async def close(self) -> None:
+        """Send what is buffered (at shutdown): within ``every`` seconds."""
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+
 async def request_sync(pool: asyncpg.Pool, connection_id: int, trigger: str) -> int:
     """Record a pending sync run for the connection and enqueue it; returns the run id."""
     async with pool.acquire() as conn:
         run_id = await sync_runs.create(conn, connection_id, trigger)
-    enqueue(actors.sync, run_id)
+    await send(actors.sync, run_id)
     return run_id
 
 
@@ -56,7 +101,7 @@ async def request_push_sync(
         if waiting is not None and await sync_runs.widen(conn, waiting, scope):
             return None
         run_id = await sync_runs.create(conn, connection_id, "webhook", scope)
-    enqueue(actors.sync, run_id)
+    await send(actors.sync, run_id)
     return run_id
 
 

@@ -29,10 +29,10 @@ from bot.api import (
     users,
     webhooks,
 )
-from bot.api.auth import API_KEY, bearer_keys, require
+from bot.api.auth import API_KEY, KEYS, KeyCache, bearer_keys, require
 from bot.api.context import API_SETTINGS, BOT_SETTINGS, KEYRING, ROUTES_DECLARED
 from bot.api.errors import ApiError
-from bot.api.limits import body_size, rate_limit, time_limit
+from bot.api.limits import body_size, rate_limit, setup_counter, time_limit
 from bot.api.openapi import Routes
 from bot.api.settings import ApiSettings
 from bot.settings import BotSettings
@@ -42,6 +42,9 @@ from db.sealing import Keyring
 def setup(app: web.Application, *, settings: BotSettings, limits: ApiSettings, keyring: Keyring) -> None:
     """Add the API's middleware, settings and routes to ``app`` (after its error middleware)."""
     app[BOT_SETTINGS], app[API_SETTINGS], app[KEYRING] = settings, limits, keyring
+    app[KEYS] = KeyCache()
+    setup_counter(app)
+    ingest.setup(app)
     # Size first, so an oversized body is refused before the key lookup; time last, so it
     # bounds the handler alone.
     app.middlewares.extend([body_size, bearer_keys, rate_limit, time_limit])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,11 +33,12 @@ from bot.api.params import iso, path_id
 from bot.api.users import owned
 from bot.state import pool
 from channels.signing import TOLERANCE, SecretError, verify
-from db import events, ingest, metrics
+from db import ingest, metrics
 from db.metrics import Reading
-from pipeline import actors, triggers
+from pipeline import triggers
 from pipeline.vocabulary import problem
 
+ANALYSES: web.AppKey[triggers.Analyses] = web.AppKey("analyses", triggers.Analyses)
 HISTORY = timedelta(days=400)
 CLOCK_SKEW = timedelta(minutes=10)
 OUTSIDE = "recorded_at must lie within the last 400 days and at most 10 minutes ahead"
@@ -168,26 +170,22 @@ async def ingest_readings(request: web.Request) -> web.Response:
     valid, rejected = validate(raw, started)
     run_id, counts = None, metrics.UpsertCounts()
     async with pool(request).acquire() as conn:
-        await owned(conn, tenant_id, user_id)
-        if valid:
+        if not valid:
+            await owned(conn, tenant_id, user_id)
+        else:
             async with conn.transaction():
-                connection_id = await ingest.connection_id(conn, user_id)
+                connection_id = await ingest.connection_of(conn, tenant_id, user_id)
+                if connection_id is None:
+                    raise not_found("user")
                 counts = await metrics.upsert(conn, user_id, ingest.PROVIDER, connection_id, valid)
                 times = [r.recorded_at for r in valid]
-                run_id = await ingest.record_run(
-                    conn, connection_id, (min(times), max(times)), len(raw), counts.written, counts.unchanged,
-                    len(rejected), started,
+                batch = ingest.Batch(
+                    tenant_id, user_id, connection_id, (min(times), max(times)), len(raw), counts.written,
+                    counts.unchanged, len(rejected), started,
                 )  # fmt: skip
-                await events.publish(
-                    conn,
-                    tenant_id,
-                    events.SYNC_COMPLETED,
-                    {"sync_run_id": run_id, "connection_id": connection_id, "user_id": user_id,
-                     "provider": ingest.PROVIDER, "rows_received": len(raw), "rows_written": counts.written,
-                     "rows_unchanged": counts.unchanged, "rows_invalid": len(rejected)},
-                )  # fmt: skip
+                run_id = await ingest.record_run(conn, batch)
     if run_id is not None:
-        triggers.enqueue(actors.analyse, run_id)
+        request.app[ANALYSES].add(run_id)
     return web.json_response(
         {
             "sync_run_id": run_id,
@@ -234,6 +232,17 @@ async def revoke_secret(request: web.Request) -> web.Response:
         if not await ingest.revoke_secret(conn, key.tenant_id, secret_id):
             raise not_found("inbound secret")
     return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    """The stored batches' analyses, sent a few times a second (and the last ones at shutdown)."""
+
+    async def analyses(app: web.Application) -> AsyncIterator[None]:
+        app[ANALYSES] = triggers.Analyses()
+        yield
+        await app[ANALYSES].close()
+
+    app.cleanup_ctx.append(analyses)
 
 
 def add_routes(routes: Routes) -> None:

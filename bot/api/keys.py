@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.api.auth import require
+from bot.api.auth import KEYS, require
 from bot.api.body import json_body, storable
 from bot.api.errors import invalid, not_found
 from bot.api.openapi import Routes, Schema, listing
@@ -94,6 +94,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     async with pool(request).acquire() as conn:
         if not await api_keys.revoke(conn, key.tenant_id, key_id):
             raise not_found("API key")
+    request.app[KEYS].clear()  # the revoked key stops here now, not KEY_TTL seconds from now
     return web.Response(status=204)
 
 

@@ -109,7 +109,7 @@ async def _request_syncs(request: web.Request, event: PushEvent) -> int:
         log.info("%s push (%s) for an account no active connection has; acknowledged", event.provider, event.kind)
         return 0
     if not event.sync:
-        log.info("%s push (%s) for connection(s) %s: nothing to sync", event.provider, event.kind, _ids(targets))
+        log.debug("%s push (%s) for connection(s) %s: nothing to sync", event.provider, event.kind, _ids(targets))
         return 0
     # The run reads what the event names (its days, its collections) when it names them; a run
     # already waiting is widened to cover the event instead of adding another.
@@ -119,7 +119,8 @@ async def _request_syncs(request: web.Request, event: PushEvent) -> int:
     for target in targets:
         run_id = await triggers.request_push_sync(pool(request), target.connection_id, target.pending_run, scope)
         requested += run_id is not None
-    log.info("%s push (%s): %d sync run(s) for connection(s) %s", event.provider, event.kind, requested, _ids(targets))
+    # Debug: a push is routine, and a vendor sends hundreds a second at peak (the runs are the record).
+    log.debug("%s push (%s): %d sync run(s) for connection(s) %s", event.provider, event.kind, requested, _ids(targets))
     return requested
 
 

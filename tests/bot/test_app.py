@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from dramatiq.brokers.redis import RedisBroker
 
@@ -50,3 +54,47 @@ async def test_a_wrong_method_is_a_json_405(client: TestClient) -> None:
     response = await client.post("/healthz", data=b"{")
     assert response.status == 405
     assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_client_gone_mid_body_is_logged_briefly_and_a_reset_upstream_is_a_500(
+    pipeline_runtime: runtime.Runtime, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(pool, pipeline_runtime.broker)
+    read = asyncio.Event()
+
+    async def takes_a_body(request: web.Request) -> web.Response:
+        try:
+            return web.json_response({"bytes": len(await request.read())})
+        finally:
+            read.set()
+
+    async def upstream_resets(request: web.Request) -> web.Response:
+        raise ConnectionResetError("the peer we called reset the connection")
+
+    app.router.add_post("/body", takes_a_body)
+    app.router.add_get("/upstream", upstream_resets)
+    # Served as the web process serves it (TestServer cancels a handler whose client left).
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        with caplog.at_level(logging.INFO, logger="bot.app"):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()
+            await asyncio.wait_for(read.wait(), 5)
+            await asyncio.sleep(0.05)
+            gone = [r for r in caplog.records if r.name == "bot.app"]
+            assert [(r.levelno, r.exc_info) for r in gone] == [(logging.INFO, None)]
+            assert "client went away during POST /body" in gone[0].getMessage()
+
+            caplog.clear()
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/upstream") as response:
+                assert response.status == 500 and (await response.json())["error"]["code"] == "internal"
+            assert [r.levelno for r in caplog.records if r.name == "bot.app"] == [logging.ERROR]
+    finally:
+        await runner.cleanup()

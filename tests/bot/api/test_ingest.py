@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from channels.signing import sign
+from pipeline import runtime
 from tests.bot.api.conftest import Tenant, error_of, make_user
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -187,3 +189,57 @@ async def test_a_revoked_secret_no_longer_verifies(api: TestClient, clinic: Tena
     assert (await api.delete(f"/v1/ingest/secrets/{secret_id}", headers=clinic.auth())).status == 204
     body = json.dumps({"user_id": user_id, "readings": [reading()]}).encode()
     assert (await api.post(f"/v1/ingest?tenant={clinic.slug}", data=body, headers=_signed(secret, body))).status == 401
+
+
+async def test_batches_record_their_run_and_event_and_go_to_analytics_together(
+    api: TestClient, clinic: Tenant, pool: asyncpg.Pool, pipeline_runtime: runtime.Runtime
+) -> None:
+    user_ids = [await make_user(api, clinic, f"p-{n}") for n in range(3)]
+    responses = await asyncio.gather(
+        *(
+            api.post(
+                "/v1/ingest", json={"user_id": u, "readings": [reading(hours_ago=1)]}, headers=clinic.auth("write")
+            )
+            for u in user_ids
+        )
+    )
+    runs = [(await r.json())["sync_run_id"] for r in responses]
+    assert all(r.status == 200 for r in responses) and None not in runs
+
+    found = await pool.fetch(
+        "SELECT r.id, r.status, r.rows_written, c.user_id, c.provider FROM sync_runs r"
+        " JOIN connections c ON c.id = r.connection_id WHERE r.id = ANY($1::bigint[]) ORDER BY r.id",
+        runs,
+    )
+    assert [(r["status"], r["rows_written"], r["provider"]) for r in found] == [("completed", 1, "ingest")] * 3
+    published = await pool.fetch(
+        "SELECT payload FROM events WHERE tenant_id = $1 AND type = 'sync.completed'", clinic.id
+    )
+    by_run = {p["payload"]["data"]["sync_run_id"]: p["payload"]["data"] for p in published}
+    assert sorted(by_run) == sorted(runs)
+    assert {by_run[r["id"]]["user_id"] for r in found} == set(user_ids)
+    assert all(d["rows_written"] == 1 and d["provider"] == "ingest" for d in by_run.values())
+
+    # The three runs leave as analytics messages within moments, most likely one for all three.
+    sent: list[int] = []
+    deadline = time.monotonic() + 5
+    while sorted(sent) != sorted(runs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        messages = [json.loads(m) for m in pipeline_runtime.broker.client.hvals("dramatiq:analytics.msgs")]
+        sent = []
+        for m in messages:
+            ids = m["args"][0] if m["actor_name"] == "analyse_many" else m["args"][:1]
+            sent += [i for i in ids if i in runs]
+    assert sorted(sent) == sorted(runs)
+
+
+async def test_a_batch_for_another_tenant_s_user_stores_nothing(
+    api: TestClient, clinic: Tenant, other: Tenant, pool: asyncpg.Pool
+) -> None:
+    theirs = await make_user(api, other)
+    response = await api.post(
+        "/v1/ingest", json={"user_id": theirs, "readings": [reading(hours_ago=1)]}, headers=clinic.auth("write")
+    )
+    assert response.status == 404 and (await error_of(response))["code"] == "not_found"
+    assert await _stored(pool, theirs) == []
+    assert not await pool.fetchval("SELECT count(*) FROM connections WHERE user_id = $1", theirs)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from bot.api.auth import KEYS, KeyCache
+from bot.app import make_app
 from db import api_keys
+from db.api_keys import ApiKey
+from pipeline import runtime
 from tests.bot.api.conftest import Tenant
 
 
@@ -101,3 +107,35 @@ async def test_text_postgres_cannot_store_is_a_422_naming_where_it_is_anywhere_i
         )
         assert response.status == 422
         assert (await response.json())["error"]["details"] == {"field": field}
+
+
+async def test_a_key_revoked_elsewhere_stops_within_the_cache_s_lifetime(
+    pipeline_runtime: runtime.Runtime, clinic: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Revoked by another web process (here: straight in the database), a key verified moments
+    ago is still taken from this process's cache, and refused once that entry lapses."""
+    app = make_app(pool, pipeline_runtime.broker)
+    app[KEYS] = KeyCache(ttl=0.5)
+    async with pool.acquire() as conn:
+        key, plain = await api_keys.create(conn, clinic.id, "bridge", ["read"])
+    auth = {"Authorization": f"Bearer {plain}"}
+    async with TestClient(TestServer(app)) as api:
+        assert (await api.get("/v1/users", headers=auth)).status == 200
+        await pool.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", key.id)
+        assert (await api.get("/v1/users", headers=auth)).status == 200
+        await asyncio.sleep(0.6)
+        assert (await api.get("/v1/users", headers=auth)).status == 401
+
+
+def test_a_cached_key_is_dropped_when_it_expires_or_lapses() -> None:
+    cache = KeyCache(ttl=60)
+    soon = ApiKey(1, 1, "k", "abcd1234", ("read",), datetime.now(UTC) + timedelta(milliseconds=50))
+    later = ApiKey(2, 1, "k", "abcd5678", ("read",), None)
+    cache.put(b"soon", soon)
+    cache.put(b"later", later)
+    assert cache.get(b"soon") == soon and cache.get(b"later") == later and cache.get(b"unknown") is None
+    time.sleep(0.06)
+    assert cache.get(b"soon") is None and cache.get(b"later") == later
+    lapsed = KeyCache(ttl=0)
+    lapsed.put(b"later", later)
+    assert lapsed.get(b"later") is None
