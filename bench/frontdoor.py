@@ -33,8 +33,9 @@ connect, a 10 s timeout, or a status other than the endpoint's (200 for ingest a
 Stored: after the load, the bench waits for the sync worker to drain (no sync run pending or
 running), then counts in PostgreSQL: ingest rows against the readings the API reported accepted
 (and the readings sent), and WHOOP rows against what ``pipeline.providers.whoop.normalise`` makes
-of the accounts' records, for every account whose push was accepted.  The analyses that ingest
-batches and syncs enqueue are left in the ``analytics`` queue (no analytics worker runs here:
+of the accounts' records, for every account whose push was accepted.  The analytics messages
+that syncs (one a run) and ingest batches (a few a second, each naming the batches stored
+meanwhile) enqueue are left in the ``analytics`` queue (no analytics worker runs here:
 ``bench/e2e.py`` measures that path) and counted.
 
 PostgreSQL comes from ``--database-url`` or CAREBEACON_BENCH_DATABASE_URL, else an embedded
@@ -560,7 +561,7 @@ def render(report: Report, args: argparse.Namespace) -> str:
             f" ({s.ingest_sent:,} sent; a batch whose answer came too late may be stored all the same)",
             f"stored    whoop: {s.whoop_rows:,} rows of {s.whoop_expected:,} expected ({s.push_accounts} accounts"
             f" pushed, {s.short_accounts} short); sync runs: {runs}; drained {s.drained_s:.1f} s after the load",
-            f"queued    {s.analytics_queued:,} analyses left in the analytics queue (no analytics worker here)",
+            f"queued    {s.analytics_queued:,} analytics messages left queued (no analytics worker here)",
         ]
     for who, (count, first) in (("web", report.log_errors), ("sync worker", report.worker_log_errors)):
         if count:
@@ -624,8 +625,8 @@ def result_line(report: Report, args: argparse.Namespace) -> str:
             f"{report.ingest_throughput(args):.0f} a second from the warm-up's start until it answered promptly again"
             f" ({report.ingest_settle_s:.0f} s after the phase), against {args.rate:g} offered"
         )
-        notes.append(f"the sync worker drained {s.drained_s:.1f} s after the load; {s.analytics_queued:,} analyses"
-                     " left queued (no analytics worker in this bench)")  # fmt: skip
+        notes.append(f"the sync worker drained {s.drained_s:.1f} s after the load; {s.analytics_queued:,} analytics"
+                     " messages left queued (no analytics worker in this bench)")  # fmt: skip
     return "RESULT " + json.dumps(
         {
             "bench": "frontdoor",
