@@ -177,7 +177,11 @@ async def ingest_readings(request: web.Request) -> web.Response:
                 connection_id = await ingest.connection_of(conn, tenant_id, user_id)
                 if connection_id is None:
                     raise not_found("user")
-                counts = await metrics.upsert(conn, user_id, ingest.PROVIDER, connection_id, valid)
+                try:
+                    counts = await metrics.upsert(conn, user_id, ingest.PROVIDER, connection_id, valid)
+                except metrics.OwnerGone:
+                    # Erased between the ownership check and the write: nothing was stored.
+                    raise not_found("user") from None
                 times = [r.recorded_at for r in valid]
                 batch = ingest.Batch(
                     tenant_id, user_id, connection_id, (min(times), max(times)), len(raw), counts.written,
