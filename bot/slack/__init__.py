@@ -34,8 +34,13 @@ def setup(app: web.Application, settings: SlackSettings, *, keyring: Keyring, pu
     if settings.off_reason is not None:
         log.info("Slack front end is off: %s", settings.off_reason)
         return False
-    bolt = build(settings, app[POOL], keyring, public_url)
+    bolt, listeners = build(settings, app[POOL], keyring, public_url)
     app[SLACK_APP] = bolt
+
+    async def close_listeners(_: web.Application) -> None:
+        await listeners.close()
+
+    app.on_cleanup.append(close_listeners)
     if settings.socket_mode:
         assert settings.app_token is not None
         app.cleanup_ctx.append(lifecycle(bolt, settings.app_token))

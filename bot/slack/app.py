@@ -2,21 +2,26 @@
 command core.  The same app serves HTTP (/slack/events) and Socket Mode.
 
 Commands and clicks are acked at once with an empty body (Slack shows nothing; the 3-second
-rule holds whatever the database does) and do their work in a lazy listener, answering through
-the request's response_url, or opening the core's form as a modal with the command's
-trigger_id.  Slow work (/sync) is further handed to Dramatiq by the core.  A modal submission
-is different: Slack takes its validation errors only in the ack, so the core checks it inline.
+rule holds whatever the database does) and do their work in a task started after the ack,
+answering through the request's response_url, or opening the core's form as a modal with the
+command's trigger_id.  Not Bolt's lazy listeners: they deep-copy every request before the ack,
+and its respond() opens a new HTTP session per reply; the task reuses one kept-alive session.
+Slow work (/sync) is further handed to Dramatiq by the core.  A modal submission is different:
+Slack takes its validation errors only in the ack, so the core checks it inline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 import asyncpg
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
@@ -33,6 +38,8 @@ from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
 BUTTON_ACTIONS = re.compile(r"^(ack|snooze1h|snooze4h|snooze24h|resolve)$")
+# Slack keeps a response_url for 30 minutes; a reply slower than this is not coming.
+REPLY_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
@@ -42,8 +49,9 @@ def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebCli
     return client
 
 
-def build(settings: SlackSettings, pool: asyncpg.Pool, keyring: Keyring, public_url: str) -> AsyncApp:
-    """The Bolt app for ``settings`` (which must be on: ``settings.off_reason is None``)."""
+def build(settings: SlackSettings, pool: asyncpg.Pool, keyring: Keyring, public_url: str) -> tuple[AsyncApp, Listeners]:
+    """The Bolt app for ``settings`` (which must be on: ``settings.off_reason is None``), and its
+    listeners, to be closed when the web app stops."""
     flow, store = None, None
     if settings.bot_token is None:
         assert settings.client_id is not None and settings.client_secret is not None
@@ -68,8 +76,9 @@ def build(settings: SlackSettings, pool: asyncpg.Pool, keyring: Keyring, public_
         # Bolt starts the ack as a task and polls for it every 10 ms: a 10 ms floor on each ack.
         process_before_response=True,
     )
-    Listeners(pool, keyring, public_url, store).register(bolt)
-    return bolt
+    listeners = Listeners(pool, keyring, public_url, store)
+    listeners.register(bolt)
+    return bolt, listeners
 
 
 def workspace_of(context: AsyncBoltContext) -> str:
@@ -83,18 +92,58 @@ class Listeners:
         self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, store: PgInstallationStore | None
     ) -> None:
         self.pool, self.keyring, self.public_url, self.store = pool, keyring, public_url, store
+        self.running: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     def register(self, bolt: AsyncApp) -> None:
-        bolt.command(re.compile(r"^/"))(ack=_ack, lazy=[self.command])
-        bolt.action(BUTTON_ACTIONS)(ack=_ack, lazy=[self.button])
+        bolt.command(re.compile(r"^/"))(self.command_acked)
+        bolt.action(BUTTON_ACTIONS)(self.button_acked)
         bolt.action(re.compile(r"^link-\d+$"))(_ack)  # URL buttons also send a click: nothing to do
         bolt.view_submission(re.compile(r"^[a-z]+:"))(self.submitted)
         bolt.event("app_uninstalled")(self.uninstalled)
         bolt.event("tokens_revoked")(self.tokens_revoked)
 
-    async def command(
-        self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
+    async def command_acked(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        self.after_ack(self.command(body, context), f"/{body.get('command', '')}")
+
+    async def button_acked(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        self.after_ack(self.button(body, context), "button")
+
+    def after_ack(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``work`` once the ack is out, keeping a reference so the task is not collected."""
+
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("slack %s failed after its ack", what)
+
+        task = asyncio.create_task(logged())
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def respond(self, body: dict[str, Any], message: dict[str, Any]) -> None:
+        """POST ``message`` to the request's response_url, as Bolt's respond() would."""
+        url = body.get("response_url")
+        if not url:
+            log.warning("slack request without a response_url: no reply sent")
+            return
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=REPLY_TIMEOUT)
+        async with self._http.post(str(url), json=message) as answer:
+            if answer.status >= 300:
+                log.warning("slack response_url answered %d", answer.status)
+
+    async def close(self) -> None:
+        """Let the replies in flight finish, then close the session."""
+        if self.running:
+            await asyncio.wait(set(self.running), timeout=REPLY_TIMEOUT.total)
+        if self._http is not None:
+            await self._http.close()
+
+    async def command(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         name = str(body.get("command", "")).lstrip("/").removeprefix("cb-")
         identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
         request_id = str(body.get("trigger_id", ""))
@@ -111,12 +160,13 @@ class Listeners:
         if reply.form is not None:
             try:
                 view = render.modal(reply.form, body.get("channel_id"))
-                await client.views_open(trigger_id=body.get("trigger_id"), view=view)
+                assert context.client is not None
+                await context.client.views_open(trigger_id=body.get("trigger_id"), view=view)
                 return
             except SlackApiError as exc:
                 # expired_trigger_id (over 3 s) and the like: the reply says how to type it instead.
                 log.warning("slack /%s form not opened (request %s): %s", name, request_id, exc.response.get("error"))
-        await respond(**render.message(reply))
+        await self.respond(body, render.message(reply))
 
     async def submitted(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         view = body.get("view") or {}
@@ -142,7 +192,7 @@ class Listeners:
         else:
             await ack(response_action="update", view=render.done(outcome.reply))
 
-    async def button(self, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond) -> None:
+    async def button(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         action = (body.get("actions") or [{}])[0]
         parsed = Button.parse(str(action.get("value", "")))
         if parsed is None or parsed[0].value != action.get("action_id"):
@@ -152,9 +202,9 @@ class Listeners:
         inv = await commands.resolve(self.pool, identity, "button", (), channel_id=channel)
         outcome = await commands.act(self.pool, inv, *parsed)
         if outcome.card is not None:
-            await respond(**render.message(outcome.card, replace_original=True))
+            await self.respond(body, render.message(outcome.card, replace_original=True))
         if outcome.notice is not None:
-            await respond(**render.message(outcome.notice, replace_original=False))
+            await self.respond(body, render.message(outcome.notice, replace_original=False))
 
     async def uninstalled(self, context: AsyncBoltContext) -> None:
         if self.store is not None:
