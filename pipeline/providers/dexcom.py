@@ -129,20 +129,10 @@ class Dexcom(RestProvider):
 
     async def provider_user_id(self, tokens: dict[str, Any]) -> str:
         """The Dexcom user id of ``tokens``: the ``userId`` of ``/v3/users/self/dataRange``."""
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("dexcom: the connection holds no access token")
-        async with self.session() as http:
-            found = await self.get_json(http, "/v3/users/self/dataRange", {}, token)
-        user_id = found.get("userId")
-        if not isinstance(user_id, str) or not user_id:
-            raise TransientSyncError("dexcom answered dataRange without a userId")
-        return user_id
+        return await self.account_id(tokens, "/v3/users/self/dataRange", "userId")
 
     async def fetch(self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]) -> AsyncIterator[Reading]:
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("dexcom: the connection holds no access token")
+        token = self.access_token(tokens)
         # Chunks share their boundary instant; a reading on it came with the earlier chunk.
         floor: datetime | None = None
         async with self.session() as http:

@@ -189,6 +189,24 @@ class RestProvider(Provider):
             await check(self.id, resp, self._secrets(token))
             return await read_json(self.id, resp)
 
+    def access_token(self, tokens: dict[str, Any]) -> str:
+        """The connection's bearer token; PermanentSyncError when it holds none."""
+        token = tokens.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PermanentSyncError(f"{self.id}: the connection holds no access token")
+        return token
+
+    async def account_id(self, tokens: dict[str, Any], path: str, key: str) -> str:
+        """The vendor's id for the account of ``tokens``: field ``key`` of the object at ``path``.
+        Pushes name the account by it, so the OAuth callback stores it as provider_user_id."""
+        token = self.access_token(tokens)
+        async with self.session() as http:
+            found = await self.get_json(http, path, {}, token)
+        account = found.get(key)
+        if isinstance(account, bool) or not isinstance(account, int | str) or account == "":
+            raise TransientSyncError(f"{self.id} answered {path} without its {key}")
+        return str(account)
+
     async def refresh(self, tokens: dict[str, Any]) -> dict[str, Any]:
         """New tokens from the refresh grant.  Rotating servers spend the old refresh token; one
         that sends none back keeps it valid, so it is kept."""

@@ -217,9 +217,7 @@ class Oura(RestProvider):
     async def fetch(
         self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]
     ) -> AsyncIterator[Reading | Session]:
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("oura: the connection holds no access token")
+        token = self.access_token(tokens)
         async with self.session() as http:
             for collection in COLLECTIONS.values():
                 if window.only is not None and collection.name not in window.only:
@@ -233,15 +231,7 @@ class Oura(RestProvider):
     async def provider_user_id(self, tokens: dict[str, Any]) -> str:
         """The Oura user id of ``tokens`` (``/v2/usercollection/personal_info``), which webhooks
         carry.  Any token may read the id; the other fields need scopes we do not ask for."""
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("oura: the connection holds no access token")
-        async with self.session() as http:
-            info = await self.get_json(http, "/v2/usercollection/personal_info", {}, token)
-        user_id = info.get("id")
-        if not isinstance(user_id, str) or not user_id:
-            raise TransientSyncError("oura answered personal_info without an id")
-        return user_id
+        return await self.account_id(tokens, "/v2/usercollection/personal_info", "id")
 
     async def _documents(
         self, http: aiohttp.ClientSession, collection: str, params: dict[str, str], token: str

@@ -250,9 +250,7 @@ class Whoop(RestProvider):
     async def fetch(
         self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]
     ) -> AsyncIterator[Reading | Session]:
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("whoop: the connection holds no access token")
+        token = self.access_token(tokens)
         params = query(window)
         woke: dict[str, datetime] = {}
         async with self.session() as http:
@@ -283,15 +281,7 @@ class Whoop(RestProvider):
 
     async def provider_user_id(self, tokens: dict[str, Any]) -> str:
         """The WHOOP user id of ``tokens`` (``/v2/user/profile/basic``), which webhooks carry."""
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("whoop: the connection holds no access token")
-        async with self.session() as http:
-            profile = await self.get_json(http, "/v2/user/profile/basic", {}, token)
-        user_id = profile.get("user_id")
-        if not isinstance(user_id, int | str) or isinstance(user_id, bool):
-            raise TransientSyncError("whoop answered the profile without a user id")
-        return str(user_id)
+        return await self.account_id(tokens, "/v2/user/profile/basic", "user_id")
 
     async def _records(
         self, http: aiohttp.ClientSession, path: str, params: dict[str, str], token: str

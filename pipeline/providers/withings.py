@@ -214,9 +214,7 @@ class Withings(RestProvider):
         return tokens | ({"provider_user_id": str(userid)} if userid is not None else {})
 
     async def fetch(self, tokens: dict[str, Any], window: Window, settings: dict[str, Any]) -> AsyncIterator[Reading]:
-        token = tokens.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentSyncError("withings: the connection holds no access token")
+        token = self.access_token(tokens)
         async with self.session() as http:
             async for group in self._groups(http, window, token):
                 for reading in normalise(group):
