@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 
 from db import events
+from pipeline.webhooks.deliver import BUSY_DELAY
 from tests.fakes.receiver import Receiver
 from tests.helpers import eventually
 from tests.resilience.checks import counted
@@ -176,7 +177,11 @@ async def test_a_burst_to_slow_endpoints_does_not_queue_a_fast_endpoint_behind_t
         lost=1 + BURST - len(ids(receiver, fast)),
     )
     # Arriving together, as on an idle worker: none of them waited for a slow delivery to end.
+    # The fast endpoint's own burst has its in-flight cap too: on a loaded machine its fourth
+    # delivery may find three still open and wait one BUSY_DELAY, still far below SLOW_S.
+    allowed = PROMPT_S + BUSY_DELAY.total_seconds()
+    assert allowed < SLOW_S
     spread = max(latencies) - min(latencies)
-    assert spread < PROMPT_S and max(latencies) < idle + PROMPT_S, (
+    assert spread < allowed and max(latencies) < idle + allowed, (
         f"the fast endpoint's deliveries waited behind the slow ones' for worker threads: {latencies}"
     )
