@@ -192,16 +192,22 @@ class Email(Channel):
         return Delivery(DeliveryStatus.DELIVERED)
 
     def _compose(self, message: Rendered) -> EmailMessage:
+        alert_id = str(message.payload["alert_id"])
+        return self._mail(message, f"alert-{alert_id}", {ALERT_HEADER: alert_id})
+
+    def _mail(self, message: Rendered, local_id: str, headers: dict[str, str]) -> EmailMessage:
+        """The payload's plain text and HTML, to the channel's recipients, with ``headers``."""
         cfg, payload = self.config, message.payload
         mail = EmailMessage()
         mail["Subject"] = payload["subject"]
         mail["From"] = cfg.sender
         mail["To"] = ", ".join(cfg.to)
         mail["Date"] = formatdate(localtime=False, usegmt=True)
-        # Stable per alert and destination, so a receiving system can drop the copy a retry sends.
+        # Stable per message and destination, so a receiving system can drop the copy a retry sends.
         digest = hashlib.sha256("\n".join((cfg.sender, *cfg.to)).encode()).hexdigest()[:16]
-        mail["Message-ID"] = f"<alert-{payload['alert_id']}.{digest}@{cfg.sender.rpartition('@')[2]}>"
-        mail[ALERT_HEADER] = str(payload["alert_id"])
+        mail["Message-ID"] = f"<{local_id}.{digest}@{cfg.sender.rpartition('@')[2]}>"
+        for name, value in headers.items():
+            mail[name] = value
         mail.set_content(payload["text"])
         mail.add_alternative(payload["html"], subtype="html")
         return mail

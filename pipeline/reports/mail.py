@@ -7,9 +7,7 @@ Content-ID the HTML names: mail clients show them without fetching anything.
 
 from __future__ import annotations
 
-import hashlib
 from email.message import EmailMessage
-from email.utils import formatdate
 
 from channels import Rendered
 from channels.email import Email
@@ -28,21 +26,11 @@ class ReportEmail(Email):
     """Sends ``as_rendered`` messages; everything else (config, TLS, errors) is the email channel's."""
 
     def _compose(self, message: Rendered) -> EmailMessage:
-        cfg, payload = self.config, message.payload
-        mail = EmailMessage()
-        mail["Subject"] = payload["subject"]
-        mail["From"] = cfg.sender
-        mail["To"] = ", ".join(cfg.to)
-        mail["Date"] = formatdate(localtime=False, usegmt=True)
-        # Stable per report and destination, so a receiving system can drop the copy a retry sends.
-        digest = hashlib.sha256("\n".join((cfg.sender, *cfg.to)).encode()).hexdigest()[:16]
-        mail["Message-ID"] = f"<report-{payload['report_id']}.{digest}@{cfg.sender.rpartition('@')[2]}>"
-        mail[REPORT_HEADER] = str(payload["report_id"])
-        mail.set_content(payload["text"])
-        mail.add_alternative(payload["html"], subtype="html")
+        report_id = str(message.payload["report_id"])
+        mail = self._mail(message, f"report-{report_id}", {REPORT_HEADER: report_id})
         html_part = mail.get_body(("html",))
         assert html_part is not None
-        for cid, png in payload["images"].items():
+        for cid, png in message.payload["images"].items():
             name = cid.partition("@")[0] + ".png"
             html_part.add_related(png, "image", "png", cid=f"<{cid}>", filename=name, disposition="inline")
         return mail
