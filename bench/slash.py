@@ -5,8 +5,8 @@
 
 Ours: ``bot.app.make_app`` with the Slack front end on (SLACK_SIGNING_SECRET and a bot token),
 a workspace bound to a tenant and a linked user, served by aiohttp on 127.0.0.1 in a process of
-its own, as ``carebeacon web`` serves it.  The command is ``/help``: Bolt's ack listener answers
-an empty 200 at once and the lazy listener does the work afterwards, in the same process and event
+its own, as ``carebeacon web`` serves it.  The command is ``/help``: our listener answers an
+empty 200 at once and a task it starts does the work afterwards, in the same process and event
 loop (tenant and link lookups, the reply, a POST to the request's response_url), so that work
 competes with later acks exactly as in production.  Every follow-up is counted at the peer.
 

@@ -30,6 +30,7 @@ import asyncpg
 
 from bot import commands
 from bot.commands import ActionOutcome, Button, ChatIdentity, Reply
+from bot.commands.background import Background
 from bot.discord import render
 from bot.discord.interaction import EPHEMERAL, Callback, Incoming, Type
 from bot.discord.rest import DiscordApiError, DiscordRest
@@ -45,7 +46,7 @@ FAILED = Reply("Something went wrong", ("It has been logged. Please try again la
 class Interactions:
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, rest: DiscordRest) -> None:
         self.pool, self.keyring, self.public_url, self.rest = pool, keyring, public_url, rest
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background()
 
     async def handle(self, incoming: Incoming) -> tuple[Json, Later | None]:
         """The initial response, and the work that follows it (None: nothing follows)."""
@@ -66,16 +67,12 @@ class Interactions:
         return {"type": Callback.CHANNEL_MESSAGE_WITH_SOURCE, "data": unsupported.payload}, None
 
     def spawn(self, later: Later) -> None:
-        """Run ``later`` in the background, keeping a reference until it ends (as Bolt's lazy
-        listeners do: lost if the process dies; /sync's durable part is a Dramatiq job)."""
-        task = asyncio.ensure_future(later)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``later`` after the response (``bot.commands.background``)."""
+        self.background.spawn(later)
 
     async def drain(self) -> None:
         """Wait for the background work (shutdown, tests)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.drain()
 
     def args(self, incoming: Incoming) -> tuple[str, ...]:
         """The options in the order the command declares them; a ``rest`` one split into words."""

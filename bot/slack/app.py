@@ -12,7 +12,7 @@ Slack takes its validation errors only in the ack, so the core checks it inline.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands
 from bot.commands import Button, ChatIdentity
+from bot.commands.background import Background
 from bot.slack import render
 from bot.slack.settings import SCOPES, SlackSettings
 from bot.slack.stores import PgInstallationStore, PgOAuthStateStore
@@ -72,7 +73,7 @@ def build(settings: SlackSettings, pool: asyncpg.Pool, keyring: Keyring, public_
         signing_secret=settings.signing_secret or "",
         client=web_client(settings, settings.bot_token),
         oauth_flow=flow,
-        # The ack runs inline and the lazy listeners still start after it, as tasks.  With False,
+        # The ack runs inline, and the listeners start their work after it, as tasks.  With False,
         # Bolt starts the ack as a task and polls for it every 10 ms: a 10 ms floor on each ack.
         process_before_response=True,
     )
@@ -92,7 +93,7 @@ class Listeners:
         self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, store: PgInstallationStore | None
     ) -> None:
         self.pool, self.keyring, self.public_url, self.store = pool, keyring, public_url, store
-        self.running: set[asyncio.Task[None]] = set()
+        self.background = Background()
         self._http: aiohttp.ClientSession | None = None
 
     def register(self, bolt: AsyncApp) -> None:
@@ -112,7 +113,7 @@ class Listeners:
         self.after_ack(self.button(body, context), "button")
 
     def after_ack(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        """Run ``work`` once the ack is out, keeping a reference so the task is not collected."""
+        """Run ``work`` once the ack is out (``bot.commands.background``), logging its failure."""
 
         async def logged() -> None:
             try:
@@ -120,9 +121,7 @@ class Listeners:
             except Exception:
                 log.exception("slack %s failed after its ack", what)
 
-        task = asyncio.create_task(logged())
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
+        self.background.spawn(logged())
 
     async def respond(self, body: dict[str, Any], message: dict[str, Any]) -> None:
         """POST ``message`` to the request's response_url, as Bolt's respond() would."""
@@ -138,8 +137,8 @@ class Listeners:
 
     async def close(self) -> None:
         """Let the replies in flight finish, then close the session."""
-        if self.running:
-            await asyncio.wait(set(self.running), timeout=REPLY_TIMEOUT.total)
+        with contextlib.suppress(TimeoutError):
+            await self.background.drain(REPLY_TIMEOUT.total)
         if self._http is not None:
             await self._http.close()
 
