@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from db import alerts, events, metrics, sync_runs
+from db import alerts, events, sync_runs
 from db import analytics as stored
 from db import scores as db_scores
 from pipeline.analytics.analysis import CGM_DAYS, CORRELATION_DAYS, Analysis, analyse, check_from
@@ -105,16 +105,16 @@ async def _analyse_round(pool: asyncpg.Pool, runs: list[asyncpg.Record], phases:
     since = {run["user_id"]: run["window_end"] - timedelta(days=CORRELATION_DAYS + 1) for run in runs}
     async with pool.acquire() as conn:
         # As arrays: a tenth of the cost of a Reading object per row (docs/benchmarks.md).
-        found = await metrics.latest_arrays(conn, list(since), since)
+        found = await stored.readings(conn, since)
+    fetched = time.perf_counter()
+    results = [_analyse_one(run, _columns(found[run["user_id"]])) for run in runs]
     analysed = time.perf_counter()
-    results = [_analyse_one(run, ReadingColumns.from_metric_arrays(found[run["user_id"]])) for run in runs]
-    stored = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         new_ids = await _store(conn, results)
         await sync_runs.mark_analysed_many(conn, [run["id"] for run, _, _ in results])
-    phases.fetch += analysed - started
-    phases.analyse += stored - analysed
-    phases.store += time.perf_counter() - stored
+    phases.fetch += fetched - started
+    phases.analyse += analysed - fetched
+    phases.store += time.perf_counter() - analysed
     outcomes = []
     for run, result, _ in results:
         user_id = run["user_id"]
@@ -143,6 +143,10 @@ def _analyse_one(run: asyncpg.Record, readings: ReadingColumns) -> tuple[asyncpg
         max_q=SIGNIFICANT_Q,
     )
     return run, result, first_day
+
+
+def _columns(found: stored.ReadingArrays) -> ReadingColumns:
+    return ReadingColumns(found.names, found.metric, found.seconds, found.values)
 
 
 def _thresholds(run: asyncpg.Record, user_id: int) -> Thresholds:

@@ -1,5 +1,6 @@
-"""Readings as columns: built from Reading objects or from ``db.metrics.latest_arrays``, they give
-the engines the same input, so ``analyse`` finds the same numbers either way."""
+"""Readings as columns: built from Reading objects, from ``db.metrics.latest_arrays`` or from
+``db.analytics.readings``, they give the engines the same input, so ``analyse`` finds the same
+numbers either way."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from db import metrics, tenants
+from db import analytics, metrics, tenants
 from db.metrics import Reading
 from db.migrate import migrate
 from db.pool import connect
@@ -122,3 +123,30 @@ async def test_latest_arrays_returns_what_latest_returns_as_columns(conn: asyncp
             seconds, values = expected.of(name)
             assert found[user_id][name].seconds.tolist() == seconds.tolist()
             assert found[user_id][name].values.tolist() == values.tolist()
+
+
+async def test_analytics_readings_are_what_latest_returns_as_columns(conn: asyncpg.Connection) -> None:
+    tenant = await tenants.ensure_tenant(conn, "columns", "Columns")
+    users = [await tenants.ensure_user(conn, tenant, f"u{i}", f"User {i}") for i in range(3)]
+    rng = np.random.default_rng(5)
+    for user_id in users[:2]:
+        for provider in ("oura", "apple", "Withings"):  # mixed case: the collation orders them
+            readings = [r for r in user_readings(rng) if rng.random() < 0.5]
+            # Two providers at the same instant: latest orders them by provider, and so must we.
+            readings += [Reading("glucose", END - timedelta(hours=h), 100.0 + h, "mg/dL") for h in range(3)]
+            await metrics.upsert(conn, user_id, provider, None, readings)
+    since = {users[0]: END - timedelta(days=60), users[1]: END - timedelta(days=30), users[2]: END}
+
+    found = await analytics.readings(conn, since)
+
+    assert list(found) == users
+    assert found[users[2]].names == () and found[users[2]].seconds.size == found[users[2]].values.size == 0
+    for user_id in users[:2]:
+        expected = ReadingColumns.from_readings(await metrics.latest(conn, user_id, since[user_id]))
+        got = found[user_id]
+        assert got.names == expected.names
+        assert got.metric.tolist() == np.sort(expected.metric, kind="stable").tolist()
+        for i, name in enumerate(expected.names):
+            seconds, values = expected.of(name)
+            assert got.seconds[got.metric == i].tolist() == seconds.tolist()
+            assert got.values[got.metric == i].tolist() == values.tolist()
