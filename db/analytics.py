@@ -3,6 +3,7 @@ CGM summaries), replaced idempotently."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -125,11 +126,20 @@ async def upsert_cgm_summary(
 
 
 async def upsert_cgm_summaries(conn: asyncpg.Connection, rows: Sequence[tuple[int, date, int, dict[str, Any]]]) -> None:
-    """``upsert_cgm_summary`` for many (user_id, period_end, days, metrics), in one round trip."""
-    await conn.executemany(
-        "INSERT INTO cgm_summaries (user_id, period_end, days, metrics) VALUES ($1, $2, $3, $4)"
+    """``upsert_cgm_summary`` for many (user_id, period_end, days, metrics), in one statement;
+    a key may appear once."""
+    if not rows:
+        return
+    user_ids, ends, days, found = zip(*rows, strict=True)
+    await conn.execute(
+        "INSERT INTO cgm_summaries (user_id, period_end, days, metrics)"
+        " SELECT user_id, period_end, days, metrics::jsonb"
+        " FROM unnest($1::bigint[], $2::date[], $3::smallint[], $4::text[]) AS r(user_id, period_end, days, metrics)"
         " ON CONFLICT (user_id, period_end, days) DO UPDATE SET metrics = excluded.metrics",
-        rows,
+        list(user_ids),
+        list(ends),
+        list(days),
+        [json.dumps(metrics) for metrics in found],  # as the pool's jsonb codec writes them
     )
 
 
