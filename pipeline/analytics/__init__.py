@@ -166,11 +166,7 @@ async def _store(
     # Days before the window did not change, except through rolling averages, which only look back.
     await stored.upsert_daily_stats_many(
         conn,
-        [
-            (run["user_id"], s.metric, s.day, s.avg, s.min, s.max, s.count, s.avg_7d, s.avg_30d)
-            for run, result, first_day in done
-            for s in result.daily.stats_since(first_day)
-        ],
+        [(run["user_id"], *row) for run, result, first_day in done for row in result.daily.rows_since(first_day)],
     )
     await stored.replace_correlations_many(
         conn,

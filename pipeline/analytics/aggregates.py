@@ -78,12 +78,17 @@ class Daily:
 
     def stats_since(self, first: date | None) -> tuple[DailyStat, ...]:
         """Rows for days on or after ``first`` (all rows for None), rounded for storage and display."""
+        return tuple(DailyStat(*row) for row in self.rows_since(first))
+
+    def rows_since(self, first: date | None) -> list[tuple[str, date, float, float, float, int, float, float]]:
+        """``stats_since`` as plain tuples of DailyStat's fields, for storage: a frozen object
+        per row cost more than the rest of the write's Python work."""
         keep = np.ones(self.day.shape, bool) if first is None else self.day >= np.datetime64(first, "D")
         columns = (self.metric, self.day, self.avg, self.low, self.high, self.count, self.avg_7d, self.avg_30d)
-        return tuple(
-            DailyStat(self.metrics[m], d, round(a, 4), lo, hi, c, round(a7, 4), round(a30, 4))
+        return [
+            (self.metrics[m], d, round(a, 4), lo, hi, c, round(a7, 4), round(a30, 4))
             for m, d, a, lo, hi, c, a7, a30 in zip(*(column[keep].tolist() for column in columns), strict=True)
-        )
+        ]
 
     def series(self, which: str) -> DailyData:
         """``which`` is "avg", "low" or "high": one DailySeries per metric."""

@@ -104,6 +104,11 @@ def analyse(
         # A CGM is judged by events of 15 minutes or more, never by single readings.
         lows.pop("glucose", None)
         highs.pop("glucose", None)
+    differ = daily.low != daily.high
+    if continuous and "glucose" in daily.metrics:
+        differ &= daily.metric != daily.metrics.index("glucose")
+    if not differ.any():
+        lows = highs  # one reading a metric and day (daily summaries): judge that view once
     whole_days = dict(means)
     if today is not None:
         whole_days |= {m: whole_days[m].before(np.datetime64(today, "D")) for m in PARTIAL_TODAY if m in whole_days}

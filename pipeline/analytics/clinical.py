@@ -202,9 +202,10 @@ def evaluate(
 
 def strongest_findings(lows: DailyData, highs: DailyData, day: np.datetime64, thresholds: Thresholds) -> list[Finding]:
     """Judge the day's minima and maxima both; per rule ladder keep the more severe finding
-    (then the one further past its limit)."""
+    (then the one further past its limit).  ``lows is highs`` judges the one view once: a
+    second pass over the same values would only find what the first kept."""
     kept: dict[tuple[str, str, date], Finding] = {}
-    for view in (highs, lows):
+    for view in (highs,) if lows is highs else (highs, lows):
         for finding in clinical_findings(view, day, thresholds):
             key = (_GROUP.get(finding.rule, finding.rule), finding.metric, finding.day)
             if key not in kept or _strength(finding) > _strength(kept[key]):

@@ -47,8 +47,10 @@ class DailySeries:
         return DailySeries(self.days[keep], self.values[keep])
 
     def value_on(self, day: np.datetime64) -> float | None:
-        hit = np.nonzero(self.days == day)[0]
-        return float(self.values[hit[0]]) if hit.size else None
+        # The days are sorted and unique: a binary search instead of a scan, as the rules call
+        # this ~100 times a user.
+        i = int(self.days.searchsorted(day))
+        return float(self.values[i]) if i < self.days.size and self.days[i] == day else None
 
 
 DailyData = Mapping[str, DailySeries]
