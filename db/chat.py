@@ -68,6 +68,24 @@ async def workspace_tenant(conn: asyncpg.Connection, platform: str, workspace_id
     return found
 
 
+async def caller(
+    executor: asyncpg.Connection | asyncpg.Pool, platform: str, workspace_id: str, chat_user_id: str
+) -> tuple[int | None, int | None]:
+    """The enabled workspace's tenant and the identity's CareBeacon user, in one round trip:
+    every command and click asks this before anything else.  A link made in another tenant counts
+    as none; an unknown or uninstalled workspace gives (None, None)."""
+    row = await executor.fetchrow(
+        "SELECT w.tenant_id, i.user_id FROM chat_workspaces w"
+        " LEFT JOIN chat_identities i ON i.platform = w.platform AND i.workspace_id = w.workspace_id"
+        "  AND i.chat_user_id = $3 AND i.revoked_at IS NULL AND i.tenant_id = w.tenant_id"
+        " WHERE w.platform = $1 AND w.workspace_id = $2 AND w.disabled_at IS NULL",
+        platform,
+        workspace_id,
+        chat_user_id,
+    )
+    return (row["tenant_id"], row["user_id"]) if row else (None, None)
+
+
 async def disable_workspace(conn: asyncpg.Connection, platform: str, workspace_id: str, reason: str) -> int:
     """The app left the workspace: refuse its commands and revoke its links.  Returns the number
     of links revoked; audited."""

@@ -77,10 +77,7 @@ async def resolve(
 ) -> Invocation:
     """An Invocation with the workspace's tenant and the identity's link looked up now (never
     cached: a revoked link stops working at once).  A link made in another tenant counts as none."""
-    async with pool.acquire() as conn:
-        tenant_id = await chat.workspace_tenant(conn, identity.platform, identity.workspace_id)
-        linked = await chat.linked_user(conn, identity.platform, identity.workspace_id, identity.user_id)
-    user_id = linked.user_id if linked is not None and linked.tenant_id == tenant_id else None
+    tenant_id, user_id = await chat.caller(pool, identity.platform, identity.workspace_id, identity.user_id)
     return Invocation(command, args, identity, tenant_id, user_id, response_url, channel_id, request_id)
 
 
