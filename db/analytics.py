@@ -28,21 +28,24 @@ class ReadingArrays:
 
 
 # db.metrics.latest_arrays with the same grouping, scans and provider order, but each group's
-# floats as one bytea of big-endian float8s instead of a float8[]: asyncpg makes a Python float
-# of every array element (~0.5 ms a user of 2,700 readings), while a bytea is one object that
-# numpy reads as it is.
+# numbers as one bytea of big-endian int8s or float8s instead of a float8[]: asyncpg makes a
+# Python float of every array element (~0.5 ms a user of 2,700 readings), while a bytea is one
+# object that numpy reads as it is.  Times go as PostgreSQL's own microseconds: date_part cost
+# the server more than the rest of the aggregate, and _seconds does its very arithmetic.
 _READINGS = """
-SELECT w.user_id, a.metric, a.provider_rank, a.seconds, a.values
+SELECT w.user_id, a.metric, a.provider_rank, a.micros, a.values
   FROM unnest($1::bigint[], $2::timestamptz[]) AS w(user_id, since)
  CROSS JOIN LATERAL (
        SELECT metric, dense_rank() OVER (ORDER BY provider) AS provider_rank,
-              string_agg(float8send(date_part('epoch', recorded_at)), '') AS seconds,
+              string_agg(timestamptz_send(recorded_at), '') AS micros,
               string_agg(float8send(value), '') AS values
          FROM metrics
         WHERE user_id = w.user_id AND recorded_at >= w.since
         GROUP BY metric, provider) AS a
 """
-_FLOAT8 = np.dtype(">f8")
+_FLOAT8, _INT8 = np.dtype(">f8"), np.dtype(">i8")
+# PostgreSQL counts microseconds from 2000-01-01 UTC.
+_PG_EPOCH_MICROS = 946_684_800_000_000
 
 
 async def readings(conn: asyncpg.Connection, since: Mapping[int, datetime]) -> dict[int, ReadingArrays]:
@@ -60,11 +63,19 @@ def _arrays(rows: list[asyncpg.Record]) -> ReadingArrays:
     index = {name: i for i, name in enumerate(names)}
     sizes = [len(row["values"]) // _FLOAT8.itemsize for row in rows]
     metric = np.repeat(np.array([index[row["metric"]] for row in rows], np.intp), sizes)
-    seconds = np.frombuffer(b"".join(row["seconds"] for row in rows), _FLOAT8).astype(np.float64)
+    seconds = _seconds(np.frombuffer(b"".join(row["micros"] for row in rows), _INT8).astype(np.int64))
     values = np.frombuffer(b"".join(row["values"] for row in rows), _FLOAT8).astype(np.float64)
     # Time order within each metric; the stable sort keeps the rows' provider order at equal times.
     order = np.lexsort((seconds, metric))
     return ReadingArrays(names, metric[order], seconds[order], values[order])
+
+
+def _seconds(micros: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """POSIX seconds as date_part('epoch', recorded_at) computes them: the whole microseconds
+    since 1970 (exact in a float8 until the year 2255) divided by 10⁶, rounded once.  That is
+    also what ``datetime.timestamp()`` gives."""
+    found: npt.NDArray[np.float64] = (micros + _PG_EPOCH_MICROS).astype(np.float64) / 1e6
+    return found
 
 
 async def upsert_daily_stats(conn: asyncpg.Connection, user_id: int, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -125,6 +125,14 @@ async def test_latest_arrays_returns_what_latest_returns_as_columns(conn: asyncp
             assert found[user_id][name].values.tolist() == values.tolist()
 
 
+ODD_TIMES = [
+    END - timedelta(days=2, microseconds=123_457),
+    END - timedelta(days=3, microseconds=999_999),
+    datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
+]
+
+
 async def test_analytics_readings_are_what_latest_returns_as_columns(conn: asyncpg.Connection) -> None:
     tenant = await tenants.ensure_tenant(conn, "columns", "Columns")
     users = [await tenants.ensure_user(conn, tenant, f"u{i}", f"User {i}") for i in range(3)]
@@ -134,8 +142,10 @@ async def test_analytics_readings_are_what_latest_returns_as_columns(conn: async
             readings = [r for r in user_readings(rng) if rng.random() < 0.5]
             # Two providers at the same instant: latest orders them by provider, and so must we.
             readings += [Reading("glucose", END - timedelta(hours=h), 100.0 + h, "mg/dL") for h in range(3)]
+            # Microseconds too, and times before 2000 and 1970: seconds come from PostgreSQL's own count.
+            readings += [Reading("vo2max", when, 40.0, "mL/kg/min") for when in ODD_TIMES]
             await metrics.upsert(conn, user_id, provider, None, readings)
-    since = {users[0]: END - timedelta(days=60), users[1]: END - timedelta(days=30), users[2]: END}
+    since = {users[0]: datetime(1960, 1, 1, tzinfo=UTC), users[1]: END - timedelta(days=30), users[2]: END}
 
     found = await analytics.readings(conn, since)
 
