@@ -98,17 +98,17 @@ def analyse(
     )
     scores = compute_scores(means, latest, age=age, gri=cgm.gri if cgm and cgm.sufficient else None)
 
-    lows, highs = dict(daily.minima), dict(daily.maxima)
     continuous = _is_cgm(glucose[0])
+    differ = daily.low != daily.high
+    if continuous and "glucose" in daily.metrics:
+        differ &= daily.metric != daily.metrics.index("glucose")
+    highs = dict(daily.maxima)
+    # One reading a metric and day (daily summaries): the minima are the maxima, judged once.
+    lows = dict(daily.minima) if differ.any() else highs
     if continuous:
         # A CGM is judged by events of 15 minutes or more, never by single readings.
         lows.pop("glucose", None)
         highs.pop("glucose", None)
-    differ = daily.low != daily.high
-    if continuous and "glucose" in daily.metrics:
-        differ &= daily.metric != daily.metrics.index("glucose")
-    if not differ.any():
-        lows = highs  # one reading a metric and day (daily summaries): judge that view once
     whole_days = dict(means)
     if today is not None:
         whole_days |= {m: whole_days[m].before(np.datetime64(today, "D")) for m in PARTIAL_TODAY if m in whole_days}
