@@ -45,6 +45,8 @@ LOGGED: dict[DeliveryStatus, tuple[str, str | None]] = {
     DeliveryStatus.AUTH: ("failed", "auth"),
     DeliveryStatus.GONE: ("pruned", "permanent"),
 }
+# How long the first outcome of a batch of sends waits for the others to share its write.
+GATHER_OUTCOMES_S = 0.005
 # Every send passes through ``deliver``; routing's own outcomes (suppressed, deferred) are not sends.
 DELIVERIES = Counter(
     "carebeacon_deliveries", "Sends to notification channels, by channel kind and outcome.", ["kind", "outcome"]
@@ -142,8 +144,8 @@ async def send_claimed(
     routed: dict[int, Routed],
 ) -> Claimed:
     """Send every claimed target at once and log each outcome as soon as its send ends: the
-    outcomes that end together share one write, and a hung peer (an SMTP server that never
-    greets) holds up no other.  No pool connection is held while sending.
+    outcomes that end within GATHER_OUTCOMES_S of the first share one write, and a hung peer
+    (an SMTP server that never greets) holds up no other.  No pool connection is held while sending.
 
     An alert in ``routed`` is marked routed in the write of its last outcome, when each of its
     targets was delivered or had nothing to send; not when one is in flight elsewhere."""
@@ -168,6 +170,11 @@ async def send_claimed(
     pending = set(sending)
     while pending:
         ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            # Sends to one peer end moments apart: give the others a moment, so that their outcomes
+            # share one statement and one commit.  A slow peer still holds up nobody's log row.
+            more, pending = await asyncio.wait(pending, timeout=GATHER_OUTCOMES_S)
+            ended |= more
         outcomes: list[tuple[Target, Delivery, Outcome]] = []
         for task in ended:
             t = sending[task]
