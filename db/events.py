@@ -86,6 +86,12 @@ async def publish_many(conn: asyncpg.Connection, found: Sequence[tuple[int, str,
     )
 
 
+async def any_pending(executor: asyncpg.Connection | asyncpg.Pool) -> bool:
+    """Whether the dispatcher has anything to fan out: one probe of its partial index."""
+    found: bool = await executor.fetchval("SELECT EXISTS (SELECT FROM events WHERE dispatched_at IS NULL)")
+    return found
+
+
 async def undispatched(conn: asyncpg.Connection, limit: int = 1000) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT id, tenant_id, type, payload, created_at FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1",

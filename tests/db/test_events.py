@@ -45,6 +45,7 @@ async def test_only_events_an_enabled_endpoint_of_the_tenant_subscribes_to_wait_
                                      (clinic, events.SCORE_UPDATED, {"user_id": 1})])  # fmt: skip
     assert await _pending(conn, clinic) == []
     assert await conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1", clinic) == 3
+    assert not await events.any_pending(conn)
 
     listened = [events.SYNC_COMPLETED, events.ALERT_CREATED]
     endpoint, _ = await webhooks.create(conn, keyring, tenant_id=clinic, url="https://clinic.example/hook",
@@ -53,9 +54,11 @@ async def test_only_events_an_enabled_endpoint_of_the_tenant_subscribes_to_wait_
     await events.publish_many(conn, [(clinic, events.ALERT_CREATED, {"alert_id": 2}),
                                      (clinic, events.SCORE_UPDATED, {"user_id": 2})])  # fmt: skip
     assert await _pending(conn, clinic) == [events.SYNC_COMPLETED, events.ALERT_CREATED]
+    assert await events.any_pending(conn)
 
     delivered = await webhooks.dispatch(conn)
     assert len(delivered) == 2
     targets = await conn.fetch("SELECT endpoint_id FROM webhook_deliveries WHERE id = ANY($1::bigint[])", delivered)
     assert [r["endpoint_id"] for r in targets] == [endpoint.id, endpoint.id]
     assert await _pending(conn, clinic) == []
+    assert not await events.any_pending(conn)
