@@ -58,10 +58,42 @@ class DestinationPolicy:
         if self.allow_private:
             return
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror:
-            raise DestinationError(f"the host {host!r} does not resolve") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
+            # An address written as one needs no lookup: getaddrinfo would hand it back unchanged.
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                addresses = [ipaddress.ip_address(found) for found in await _resolve(host, port)]
+            except socket.gaierror:
+                raise DestinationError(f"the host {host!r} does not resolve") from None
+        for address in addresses:
             if not address.is_global or address.is_multicast:
                 raise DestinationError(f"the host {host!r} resolves to a non-public address")
+
+
+# Lookups in flight, per event loop, host and port.  A batch sends to one integrator's host many
+# times at once: those checks share the one lookup under way (each still waits for its answer)
+# instead of each taking a thread of the resolver pool.  Nothing is kept once a lookup ends.
+_lookups: dict[tuple[asyncio.AbstractEventLoop, str, int], asyncio.Task[list[str]]] = {}
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """The host's addresses, from the lookup under way for it or a new one.  Raises gaierror."""
+    loop = asyncio.get_running_loop()
+    key = (loop, host, port)
+    lookup = _lookups.get(key)
+    if lookup is None:
+        lookup = _lookups[key] = loop.create_task(_lookup(host, port))
+        lookup.add_done_callback(lambda done: _forget(key, done))
+    # Shielded: a caller that gives up (a time limit) does not cancel the lookup the others wait for.
+    return await asyncio.shield(lookup)
+
+
+async def _lookup(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _forget(key: tuple[asyncio.AbstractEventLoop, str, int], lookup: asyncio.Task[list[str]]) -> None:
+    _lookups.pop(key, None)
+    if not lookup.cancelled():
+        lookup.exception()  # read here, so a failure whose callers all gave up is not reported as unseen

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 
 from channels.destinations import DestinationError, DestinationPolicy
@@ -49,3 +52,50 @@ def test_the_setting_takes_true_or_false_only() -> None:
     assert DestinationPolicy.from_env({"CAREBEACON_ALLOW_PRIVATE_DESTINATIONS": "true"}).allow_private is True
     with pytest.raises(SettingError, match="CAREBEACON_ALLOW_PRIVATE_DESTINATIONS"):
         DestinationPolicy.from_env({"CAREBEACON_ALLOW_PRIVATE_DESTINATIONS": "yes"})
+
+
+class CountingResolver:
+    """Stands in for the running loop's getaddrinfo: counts lookups, answers after a moment."""
+
+    def __init__(self, address: str) -> None:
+        self.address, self.lookups = address, 0
+
+    async def __call__(self, host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        self.lookups += 1
+        await asyncio.sleep(0.01)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.address, port))]
+
+
+async def test_an_address_written_in_the_url_is_checked_without_a_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolver = CountingResolver("93.184.215.14")
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolver)
+    await STRICT.check("https://93.184.215.14/hook")
+    with pytest.raises(DestinationError, match="non-public address"):
+        await STRICT.check("https://[::ffff:169.254.169.254]/hook")
+    assert resolver.lookups == 0
+
+
+async def test_checks_of_one_host_at_once_share_one_lookup_and_each_runs_the_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolver = CountingResolver("10.0.0.7")
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolver)
+    checks = [STRICT.check("https://hooks.example.org/a") for _ in range(5)]
+    found = await asyncio.gather(*checks, return_exceptions=True)
+    assert resolver.lookups == 1
+    assert all(isinstance(f, DestinationError) and "non-public" in str(f) for f in found)
+    # Nothing is kept once the lookup ends: the next check looks the host up again.
+    resolver.address = "93.184.215.14"
+    await STRICT.check("https://hooks.example.org/a")
+    assert resolver.lookups == 2
+
+
+async def test_a_check_that_gives_up_leaves_the_shared_lookup_to_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolver = CountingResolver("93.184.215.14")
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolver)
+    impatient = asyncio.create_task(STRICT.check("https://hooks.example.org/a"))
+    patient = asyncio.create_task(STRICT.check("https://hooks.example.org/a"))
+    await asyncio.sleep(0)
+    impatient.cancel()
+    await patient
+    assert resolver.lookups == 1 and impatient.cancelled()
