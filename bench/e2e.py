@@ -8,7 +8,9 @@ rate 118).  A round creates one ``scheduled`` sync run per user, as a sweep does
 ``sync`` message at once: a backlog of N.  Each message then runs the real chain: ``sync`` (the
 simulator's readings and sessions for today, upserted), ``analyse`` (the user's 90 days; aggregates,
 correlations, scores, clinical and baseline anomalies; alerts), ``notify`` (routing through a
-tenant-wide rule to a console channel that appends JSON lines to a file) and ``dispatch_events``.
+tenant-wide rule to a console channel that appends JSON lines to a file) and, when an event waits
+for a webhook endpoint, ``dispatch_events`` (this tenant has none, so its events are stored
+dispatched and no such message is sent).
 The workers are the Procfile's ``dramatiq pipeline.worker`` lines, one process per queue group with
 its thread count (METRICS_PORT dropped, so no port is taken).
 

@@ -9,7 +9,7 @@ through the same Redis, worker processes, queues, pools and database:
 * ``ceiling_analyse`` (queue ``analytics``) makes ``analyse_run``'s database round trips: the run
   row, the user's 90 days (``db.metrics.latest``), then in one transaction the daily stats of the
   window, the correlations (replaced by none), one score per domain, ``score.updated``, one alert
-  per anomalous reading and ``mark_analysed``; then the real ``notify`` and ``dispatch_events``.
+  per anomalous reading and ``mark_analysed``; then the real ``notify`` and ``dispatch_pending``.
 
 What it leaves out is the maths: no aggregates, correlations, score formulas or detectors.  Its
 "detector" flags today's readings above a fixed line, which the bench's injected anomaly crosses.
@@ -26,7 +26,7 @@ from db import analytics as stored
 from db import scores as db_scores
 from db.alerts import NewAlert
 from pipeline import runtime
-from pipeline.actors import dispatch_events, notify
+from pipeline.actors import dispatch_pending, notify
 from pipeline.analytics.analysis import CORRELATION_DAYS
 from pipeline.sync import run_sync
 
@@ -103,7 +103,7 @@ async def ceiling_analyse(run_id: int) -> None:
         await sync_runs.mark_analysed(conn, run_id)
     for alert_id in new_ids:
         notify.send(alert_id)
-    dispatch_events.send()
+    await dispatch_pending(pool)
 
 
 runtime.bind_actors()

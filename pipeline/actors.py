@@ -83,10 +83,10 @@ async def analyse(run_id: int) -> None:
     outcome = await analyse_run(pool, run_id)
     for alert_id in outcome.new_alert_ids if outcome else ():
         notify.send(alert_id)
-    await _dispatch_pending(pool)  # the sync's and this analysis's events (webhooks)
+    await dispatch_pending(pool)  # the sync's and this analysis's events (webhooks)
 
 
-async def _dispatch_pending(pool: asyncpg.Pool) -> None:
+async def dispatch_pending(pool: asyncpg.Pool) -> None:
     """Wake the webhook dispatcher when an event waits for it.  Most tenants subscribe to few
     events or none (``db.events.NOBODY_SUBSCRIBES``), and a message that finds nothing still costs
     the webhooks worker about a millisecond; the reconciler's pass remains the backstop."""
@@ -107,7 +107,7 @@ async def analyse_many(run_ids: list[int]) -> None:
     for outcome in outcomes:
         for alert_id in outcome.new_alert_ids if outcome else ():
             notify.send(alert_id)
-    await _dispatch_pending(pool)
+    await dispatch_pending(pool)
 
 
 # Transient failures and 429s retry with Dramatiq's jittered backoff (2 s to 5 min) or the
