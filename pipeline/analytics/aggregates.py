@@ -27,6 +27,7 @@ from pipeline.analytics.series import DailyData, DailySeries
 ROLLING = (7, 30)
 SECONDS_PER_DAY = 86_400
 QUARTER_HOUR = 900
+MARKED_QUARTERS = 1 << 16  # ~680 days: a 90-day window's readings are marked, a long history sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +123,23 @@ def local_days(readings: Sequence[Reading] | ReadingColumns, timezone: str) -> n
 def _local_days(seconds: npt.NDArray[np.float64], zone: ZoneInfo) -> npt.NDArray[np.datetime64]:
     # Zone offsets change only at whole quarter hours of UTC (tzdata has no finer transition), so
     # one lookup per distinct quarter hour is exact and costs far fewer calls than one per reading.
-    quarters, where = np.unique(np.floor(seconds / QUARTER_HOUR), return_inverse=True)
-    offsets = np.array([_quarter_offset(zone, q) for q in quarters.tolist()])
-    days: npt.NDArray[np.datetime64] = np.floor((seconds + offsets[where]) / SECONDS_PER_DAY).astype("datetime64[D]")
+    quarter = np.floor(seconds / QUARTER_HOUR)
+    first = quarter.min() if quarter.size else 0.0
+    span = quarter.max() - first if quarter.size else 0.0
+    if span < MARKED_QUARTERS:
+        # Distinct quarters by marking them on a range (~10 µs) instead of np.unique's sort
+        # (~90 µs for a user's 2,700 readings); the offsets are the very same values.
+        at = (quarter - first).astype(np.intp)
+        seen = np.zeros(int(span) + 1, bool)
+        seen[at] = True
+        marked = np.flatnonzero(seen)
+        by_quarter = np.zeros(seen.size)
+        by_quarter[marked] = [_quarter_offset(zone, q) for q in (marked + first).tolist()]
+        offsets = by_quarter[at]
+    else:
+        quarters, where = np.unique(quarter, return_inverse=True)
+        offsets = np.array([_quarter_offset(zone, q) for q in quarters.tolist()])[where]
+    days: npt.NDArray[np.datetime64] = np.floor((seconds + offsets) / SECONDS_PER_DAY).astype("datetime64[D]")
     return days
 
 

@@ -61,10 +61,11 @@ def test_input_order_does_not_matter() -> None:
 
 
 @pytest.mark.parametrize("zone", ["Europe/London", "America/Santiago", "Pacific/Auckland", "Asia/Kolkata", "UTC"])
-def test_local_days_match_converting_each_reading_across_daylight_saving_changes(zone: str) -> None:
+@pytest.mark.parametrize("span_days", [365, 1100])  # a year's quarter hours are marked, three years' sorted
+def test_local_days_match_converting_each_reading_across_daylight_saving_changes(zone: str, span_days: int) -> None:
     rng = np.random.default_rng(3)
     start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    moments = [datetime.fromtimestamp(start + s, UTC) for s in rng.uniform(0, 365 * 86400, 3000)]
+    moments = [datetime.fromtimestamp(start + s, UTC) for s in rng.uniform(0, span_days * 86400, 3000)]
     readings = [Reading("heart_rate", m, 60.0, "bpm") for m in moments]
 
     expected = np.array([m.astimezone(ZoneInfo(zone)).date() for m in moments], dtype="datetime64[D]")
