@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 
 from db import alerts, tenants
 from db.alerts import NewAlert
-from db.migrate import migrate
-from db.pool import connect
-
-
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
 
 
 def _alert(user_id: int, key: str, value: float | None = 38.4) -> NewAlert:

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 
 from db import events, tenants, webhooks
-from db.migrate import migrate
-from db.pool import connect
 from db.sealing import Keyring
-
-
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
 
 
 async def _pending(conn: asyncpg.Connection, tenant_id: int) -> list[str]:

@@ -66,14 +66,6 @@ def bumped(reading: Reading, by: float = 0.5) -> Reading:
     return replace(reading, value=reading.value + by)
 
 
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
-
-
 async def make_users(conn: asyncpg.Connection, count: int) -> list[int]:
     tenant_id = await tenants.ensure_tenant(conn, "metrics", "Metrics")
     return [await tenants.ensure_user(conn, tenant_id, f"u{i}", f"User {i}") for i in range(count)]

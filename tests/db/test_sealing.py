@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from db import connections, notification_channels, tenants
 from db.env import SettingError
-from db.migrate import migrate
-from db.pool import connect
 from db.reseal import SEALED_COLUMNS, reseal
 from db.sealing import KEYS_VARIABLE, Keyring, SealError
 
@@ -217,14 +214,6 @@ def test_the_repr_of_a_keyring_shows_its_key_ids_and_no_key_bytes() -> None:
 
 
 # --- sealed columns on a real database ------------------------------------------------------------
-
-
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
 
 
 async def _patient(conn: asyncpg.Connection, external_id: str) -> tuple[int, int]:

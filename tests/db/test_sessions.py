@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,8 +10,6 @@ import pytest
 
 from db import connections, sessions, tenants
 from db.metrics import UpsertCounts
-from db.migrate import migrate
-from db.pool import connect
 from db.sealing import Keyring
 from db.sessions import Session
 
@@ -46,14 +43,6 @@ def workouts(count: int = 5) -> list[Session]:
         )
         for i in range(count)
     ]
-
-
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
 
 
 @pytest.fixture
