@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import dramatiq
 from dramatiq.broker import MessageProxy
@@ -112,13 +112,45 @@ class JsonLines(logging.Formatter):
         return _encode(line)
 
 
+# A line of at most this many characters is one write() of at most PIPE_BUF (4,096) bytes however
+# it is encoded, and the kernel never mixes such a write with another process's.
+DIRECT_CHARS = 1024
+
+
+class StderrLines(logging.StreamHandler[TextIO]):
+    """Writes a line to this process's own stderr, and a longer one (a traceback) to ``sys.stderr``.
+
+    Under Dramatiq's CLI a worker process's ``sys.stderr`` is a pipe that the main process reads,
+    line by line, and copies to its own stderr (the worker's too), so that lines of several
+    processes never mix: it cost that process 70-90 µs of CPU per line, and every delivery logs
+    one.  A short line written in one call does not mix either, so it goes straight there; a long
+    one still takes the pipe, and may land after shorter lines logged later.  (Dramatiq's
+    ``--log-file``, unused here, would only receive the long ones.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct = sys.__stderr__ or self.stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            stream = self.direct if len(line) <= DIRECT_CHARS else self.stream
+            stream.write(line)
+            stream.flush()
+        except RecursionError:  # as logging's own handlers do
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(env: envlib.Env) -> None:
     """Replace the root handlers with one stderr handler.  Raises SettingError on a bad value."""
     level = envlib.choice(env, "LOG_LEVEL", "INFO", LEVELS)
     chosen = envlib.choice(env, "LOG_FORMAT", "auto", FORMATS)
     if chosen == "auto":
         chosen = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler()
+    handler = StderrLines()
     install(handler, chosen)
     # Neither format prints the thread, the process or the caller's file and line, and a record
     # looks each up when it is made (the caller by walking the stack): every delivery logs a line.

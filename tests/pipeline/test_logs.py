@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from db import logcontext
 from db.env import SettingError
 from pipeline import runtime
-from pipeline.logs import SECRET_PATTERNS, JsonLines, configure_logging, install, redact
+from pipeline.logs import DIRECT_CHARS, SECRET_PATTERNS, JsonLines, StderrLines, configure_logging, install, redact
 from pipeline.triggers import request_sync
 from tests.helpers import eventually, make_patient
 
@@ -154,6 +155,28 @@ def test_text_lines_end_with_the_bound_ids() -> None:
     first, second = stream.getvalue().splitlines()
     assert first.endswith("WARNING tests.text: slow provider [sync_run_id=7 connection_id=3]")
     assert second.endswith("WARNING tests.text: no ids")
+
+
+def test_a_short_line_goes_straight_to_stderr_and_a_long_one_through_sys_stderr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under Dramatiq's CLI, sys.stderr is the pipe its main process copies from.
+    own, piped = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", own)
+    monkeypatch.setattr(sys, "stderr", piped)
+    handler = StderrLines()
+    install(handler, "json")
+    log = logging.getLogger("tests.direct")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("alert 7 channel 3 notify log 9 (1 alert(s)): delivered")
+        log.warning("x" * DIRECT_CHARS)
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    assert json.loads(own.getvalue())["message"].startswith("alert 7 channel 3")
+    assert json.loads(piped.getvalue())["message"] == "x" * DIRECT_CHARS
 
 
 @pytest.mark.parametrize(("log_format", "formatter"), [("json", JsonLines), ("text", logging.Formatter)])
