@@ -138,11 +138,14 @@ def correlate(
     present = ~np.isnan(x)
     n, pearson = _pearson(x, present, len(lags))
     rho = _spearman(x, present, len(lags), n)
+    rho_shape = rho.shape
     index = np.arange(metrics)
     wanted = np.broadcast_to(index[:, None] != index, rho.shape).copy()
     wanted[0] &= index[:, None] < index  # lag 0 is symmetric: each unordered pair once
-    lag_of, a, b = np.nonzero(wanted & (n >= min_pairs) & ~np.isnan(rho))
-    n, rho, pearson = n[lag_of, a, b], rho[lag_of, a, b], pearson[lag_of, a, b]
+    # Flat positions, in np.nonzero's order: one take per array instead of a three-index gather,
+    # and (lag, a, b) only for the few tests kept.
+    tested = np.flatnonzero(wanted & (n >= min_pairs) & ~np.isnan(rho))
+    n, rho, pearson = n.ravel()[tested], rho.ravel()[tested], pearson.ravel()[tested]
     if max_q is not None and SHORTCUT_Q[0] <= max_q < SHORTCUT_Q[1]:
         keep, p, q = _significant(rho, n, max_q)
     else:
@@ -150,7 +153,8 @@ def correlate(
         q = benjamini_hochberg(p)[1]
         keep = np.ones(p.shape, bool) if max_q is None else q <= max_q
         p, q = p[keep], q[keep]
-    a, b, lag_of, n, rho, pearson = a[keep], b[keep], lag_of[keep], n[keep], rho[keep], pearson[keep]
+    lag_of, a, b = np.unravel_index(tested[keep], rho_shape)
+    n, rho, pearson = n[keep], rho[keep], pearson[keep]
     low, high = _fisher_cis(rho, n, 0.95)
     return [
         Correlation(names[i], names[j], lag, count, r_s, r_p, p_i, q_i, (lo, hi))
