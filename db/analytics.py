@@ -27,11 +27,14 @@ class ReadingArrays:
     values: npt.NDArray[np.float64]
 
 
-# db.metrics.latest_arrays with the same grouping, scans and provider order, but each group's
-# numbers as one bytea of big-endian int8s or float8s instead of a float8[]: asyncpg makes a
-# Python float of every array element (~0.5 ms a user of 2,700 readings), while a bytea is one
-# object that numpy reads as it is.  Times go as PostgreSQL's own microseconds: date_part cost
-# the server more than the rest of the aggregate, and _seconds does its very arithmetic.
+# One row per (user, metric, provider), each group's numbers as one bytea of big-endian int8s or
+# float8s: asyncpg would make a Python float of every float8[] element (~0.5 ms a user of 2,700
+# readings), while a bytea is one object that numpy reads as it is.  Each user is its own index
+# scan and a small in-memory aggregate (LATERAL), with no ORDER BY: grouping or sorting the whole
+# batch's readings spilled to disk past work_mem and cost the server more than the scans.
+# provider_rank is the providers' order in the database's collation, which metrics.latest uses.
+# Times go as PostgreSQL's own microseconds: date_part cost the server more than the rest of the
+# aggregate, and _seconds does its very arithmetic.
 _READINGS = """
 SELECT w.user_id, a.metric, a.provider_rank, a.micros, a.values
   FROM unnest($1::bigint[], $2::timestamptz[]) AS w(user_id, since)

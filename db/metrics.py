@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
-import numpy as np
-import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,77 +267,3 @@ async def latest(conn: asyncpg.Connection, user_id: int, since: datetime) -> lis
         since,
     )
     return [Reading(**dict(r)) for r in rows]
-
-
-class MetricArrays(NamedTuple):
-    """One metric's readings of one user as two parallel arrays, in ``latest``'s order."""
-
-    seconds: npt.NDArray[np.float64]  # POSIX time: recorded_at.timestamp()
-    values: npt.NDArray[np.float64]
-
-
-# One row per (user, metric, provider): two float8 arrays decode far faster than a Record and a
-# Reading per reading.  date_part gives µs ÷ 10⁶ in float8, correctly rounded like timestamp().
-# Each user is its own index scan and a small in-memory aggregate (LATERAL), with no ORDER BY:
-# grouping or sorting the whole batch's readings spilled to disk past work_mem and cost the
-# server more than the scans (~7 ms a user against ~3 ms, 100 users a query, 2-core box).  The
-# arrays come in no particular order either: _by_metric sorts each user's rows and readings.
-# provider_rank is the providers' order in the database's collation, which latest's uses.
-# Each user has its own ``since``: a batch of analyses covers runs whose windows end apart.
-_LATEST_ARRAYS = """
-SELECT w.user_id, a.metric, a.provider_rank, a.seconds, a.values
-  FROM unnest($1::bigint[], $2::timestamptz[]) AS w(user_id, since)
- CROSS JOIN LATERAL (
-       SELECT metric, dense_rank() OVER (ORDER BY provider) AS provider_rank,
-              array_agg(date_part('epoch', recorded_at)) AS seconds,
-              array_agg(value) AS values
-         FROM metrics
-        WHERE user_id = w.user_id AND recorded_at >= w.since
-        GROUP BY metric, provider) AS a
-"""
-
-
-async def latest_arrays(
-    conn: asyncpg.Connection, user_ids: Sequence[int], since: datetime | Mapping[int, datetime]
-) -> dict[int, dict[str, MetricArrays]]:
-    """``latest`` for many users in one query, as arrays per user and metric; ``since`` is one
-    time for all, or each user's own.
-
-    Every id given is a key; a user without readings maps to {}.  Each metric's readings come
-    in ``latest``'s order: by time, then provider.  ~100 users a call keeps a result near a
-    quarter of a million readings.
-    """
-    ids = list(dict.fromkeys(user_ids))
-    starts = [since[user_id] for user_id in ids] if isinstance(since, Mapping) else [since] * len(ids)
-    rows: dict[int, list[asyncpg.Record]] = {}
-    for row in await conn.fetch(_LATEST_ARRAYS, ids, starts):
-        rows.setdefault(row["user_id"], []).append(row)
-    found: dict[int, dict[str, MetricArrays]] = {user_id: {} for user_id in user_ids}
-    for user_id, own in rows.items():
-        found[user_id] = _by_metric(sorted(own, key=lambda row: (row["metric"], row["provider_rank"])))
-    return found
-
-
-def _by_metric(rows: Sequence[asyncpg.Record]) -> dict[str, MetricArrays]:
-    """One user's rows, ordered by metric then provider, as time-ordered arrays per metric."""
-    names: list[str] = []
-    sizes: list[int] = []
-    seconds: list[float] = []
-    values: list[float] = []
-    for row in rows:
-        if not names or names[-1] != row["metric"]:
-            names.append(row["metric"])
-            sizes.append(0)
-        sizes[-1] += len(row["seconds"])
-        seconds += row["seconds"]
-        values += row["values"]
-    # One stable sort for the user: by metric, then time; readings of two providers at the same
-    # time keep the rows' provider order, as latest's ORDER BY recorded_at, metric, provider does.
-    times = np.array(seconds)
-    order = np.lexsort((times, np.repeat(np.arange(len(names)), sizes)))
-    times, readings = times[order], np.array(values)[order]
-    bounds = np.cumsum([0, *sizes]).tolist()
-    return {
-        name: MetricArrays(times[start:end], readings[start:end])
-        for name, start, end in zip(names, bounds[:-1], bounds[1:], strict=True)
-    }

@@ -73,7 +73,7 @@ def analyse(
     or only those with q ≤ ``max_q``.  None when there are no readings.
 
     ``readings`` may be ``Reading`` objects or the same readings as ``ReadingColumns`` (what a
-    batch recompute fetches with ``db.metrics.latest_arrays``); the results are the same.
+    batch recompute fetches with ``db.analytics.readings``); the results are the same.
 
     A statistical finding on a metric and day that a clinical rule already flagged is dropped:
     the clinical alert says more, and a care team should not get two pages for one reading.

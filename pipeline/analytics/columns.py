@@ -1,15 +1,15 @@
 """Readings as columns: one array per field, so no engine needs an object per reading.
 
 A user's 90 days hold ~2,700 readings.  ``ReadingColumns`` carries them as parallel arrays:
-built from ``Reading`` objects (the CSV command, tests), or straight from the per-metric arrays
-of ``db.metrics.latest_arrays`` with no object per reading at all.
+built from ``Reading`` objects (the CSV command, tests), or straight from the packed per-metric
+bytes of ``db.analytics.readings`` with no object per reading at all.
 """
 
 from __future__ import annotations
 
 __all__ = ["ReadingColumns"]
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,20 +53,6 @@ class ReadingColumns:
             np.fromiter((r.recorded_at.timestamp() for r in readings), np.float64, count),
             np.fromiter((r.value for r in readings), np.float64, count),
         )
-
-    @classmethod
-    def from_metric_arrays(cls, arrays: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]) -> ReadingColumns:
-        """From (seconds, values) per metric, as ``db.metrics.latest_arrays`` returns them."""
-        names = tuple(sorted(arrays))
-        seconds = [np.asarray(arrays[name][0], dtype=np.float64) for name in names]
-        values = [np.asarray(arrays[name][1], dtype=np.float64) for name in names]
-        sizes = [part.size for part in seconds]
-        if sizes != [part.size for part in values]:
-            raise ValueError("each metric needs as many values as timestamps")
-        metric = np.repeat(np.arange(len(names)), sizes)
-        if not names:
-            return cls(names, metric, np.empty(0), np.empty(0))
-        return cls(names, metric, np.concatenate(seconds), np.concatenate(values))
 
     def of(self, name: str) -> tuple[Floats, Floats]:
         """(seconds, values) of one metric's readings, in the order given; empty when it has none."""

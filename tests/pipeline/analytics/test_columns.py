@@ -1,6 +1,5 @@
-"""Readings as columns: built from Reading objects, from ``db.metrics.latest_arrays`` or from
-``db.analytics.readings``, they give the engines the same input, so ``analyse`` finds the same
-numbers either way."""
+"""Readings as columns: built from Reading objects or from ``db.analytics.readings``, they give
+the engines the same input, so ``analyse`` finds the same numbers either way."""
 
 from __future__ import annotations
 
@@ -71,11 +70,6 @@ def test_from_readings_keeps_each_metrics_readings_in_the_given_order() -> None:
     assert [part.size for part in columns.of("glucose")] == [0, 0]
 
 
-def test_from_metric_arrays_needs_as_many_values_as_timestamps() -> None:
-    with pytest.raises(ValueError, match="as many values"):
-        ReadingColumns.from_metric_arrays({"steps": ([1.0, 2.0], [3.0])})
-
-
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_analyse_finds_the_same_on_columns_as_on_readings(zone: str) -> None:
     rng = np.random.default_rng(len(zone))
@@ -90,7 +84,7 @@ def test_analyse_finds_the_same_on_columns_as_on_readings(zone: str) -> None:
         assert found["rows"] == found["columns"]
 
 
-# --- From the database: latest_arrays holds what latest returns ---
+# --- From the database: analytics.readings holds what latest returns ---
 
 
 @pytest.fixture
@@ -99,30 +93,6 @@ async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
     await migrate(found)
     yield found
     await found.close()
-
-
-async def test_latest_arrays_returns_what_latest_returns_as_columns(conn: asyncpg.Connection) -> None:
-    tenant = await tenants.ensure_tenant(conn, "columns", "Columns")
-    users = [await tenants.ensure_user(conn, tenant, f"u{i}", f"User {i}") for i in range(3)]
-    rng = np.random.default_rng(4)
-    for user_id in users[:2]:
-        for provider in ("oura", "apple", "Withings"):  # mixed case: the collation orders them
-            readings = [r for r in user_readings(rng) if rng.random() < 0.5]
-            # Two providers at the same instant: latest orders them by provider, and so must we.
-            readings += [Reading("glucose", END - timedelta(hours=h), 100.0 + h, "mg/dL") for h in range(3)]
-            await metrics.upsert(conn, user_id, provider, None, readings)
-    since = END - timedelta(days=60)
-
-    found = await metrics.latest_arrays(conn, users, since)
-
-    assert list(found) == users and found[users[2]] == {}
-    for user_id in users[:2]:
-        expected = ReadingColumns.from_readings(await metrics.latest(conn, user_id, since))
-        assert sorted(found[user_id]) == list(expected.names)
-        for name in expected.names:
-            seconds, values = expected.of(name)
-            assert found[user_id][name].seconds.tolist() == seconds.tolist()
-            assert found[user_id][name].values.tolist() == values.tolist()
 
 
 ODD_TIMES = [
