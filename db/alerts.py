@@ -4,8 +4,9 @@ the routing and escalation timers the reconciler reads."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -35,6 +36,11 @@ class NewAlert:
     kind: str = "clinical"
     rule: str | None = None
     rule_version: int | None = None
+
+
+# A NewAlert's fields in declaration order, as insert_many's columns are; unlike astuple, no deep
+# copy of each value.
+_new_alert_values = attrgetter(*(f.name for f in fields(NewAlert)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ async def insert_many(conn: asyncpg.Connection, found: Sequence[NewAlert]) -> li
         " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
         " $7::float8[], $8::float8[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::int[])"
         " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
-        *[list(column) for column in zip(*(astuple(alert) for alert in found), strict=True)],  # NewAlert's order
+        *[list(column) for column in zip(*map(_new_alert_values, found), strict=True)],
     )
     new = {row["dedupe_key"]: row["id"] for row in rows}
     ids = [new.pop(alert.dedupe_key, None) for alert in found]  # pop: a repeated key is new only once
