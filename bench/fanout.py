@@ -17,8 +17,10 @@ Baseline, in the same run: Apprise's ``json://`` plugin (a plain JSON POST, no s
 sends the same titles and bodies to the same sink, through ``Apprise.async_notify`` with all
 messages in flight at once; Apprise runs each blocking ``requests`` send in its shared thread pool
 (its default size: min(32, cores + 4)).  Our webhook channel is the like-for-like: both POST JSON
-once per message, each on a new connection.  Apprise's ntfy plugin is not: it waits 5.5 s between
-requests.
+once per message; Apprise opens a new connection for each, ours keeps connections alive.
+Apprise's ntfy plugin is not like-for-like: it waits 5.5 s between requests.
+
+Worker CPU is printed twice: with the processes' boot and warm-up, and for the timed part alone.
 
 The sink is its own process, so neither side pays for it in its own GIL.  PostgreSQL comes from
 ``--database-url`` or CAREBEACON_BENCH_DATABASE_URL, else the embedded server; Redis from
