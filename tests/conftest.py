@@ -24,6 +24,7 @@ import redis
 
 from db.embedded import EmbeddedServices
 from db.migrate import migrate
+from db.pool import connect
 from db.sealing import Keyring
 from pipeline import runtime
 from tests.fakes.oura import FakeOura
@@ -103,6 +104,15 @@ async def databases(servers: Servers) -> AsyncIterator[Databases]:
 async def fresh_db(databases: Databases) -> str:
     """The URL of a new, empty database."""
     return await databases.create()
+
+
+@pytest.fixture
+async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a new database with every migration applied."""
+    found = await connect(fresh_db)
+    await migrate(found)
+    yield found
+    await found.close()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from channels.webpush import DEFAULT_TTL, MAX_PLAINTEXT, Vapid, WebPush
 from db import push
 from db.alerts import Alert
 from db.env import SettingError
-from db.migrate import migrate
 from db.pool import connect
 from db.sealing import Keyring
 from tests.fakes.push import FakePushService, Subscription
@@ -224,14 +223,6 @@ def test_the_vapid_subject_comes_from_the_environment_as_mailto_or_https() -> No
         Vapid.subject_from_env({"VAPID_SUBJECT": "ops@carebeacon.test"})
     with pytest.raises(ValueError, match="mailto: or https:"):
         Vapid(KEYS, "ops@carebeacon.test")
-
-
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
 
 
 async def test_the_vapid_key_pair_is_made_once_sealed_and_served_as_an_application_server_key(

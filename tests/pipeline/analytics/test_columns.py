@@ -4,7 +4,6 @@ the engines the same input, so ``analyse`` finds the same numbers either way."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -13,8 +12,6 @@ import pytest
 
 from db import analytics, metrics, tenants
 from db.metrics import Reading
-from db.migrate import migrate
-from db.pool import connect
 from pipeline.analytics.analysis import analyse
 from pipeline.analytics.columns import ReadingColumns
 
@@ -85,14 +82,6 @@ def test_analyse_finds_the_same_on_columns_as_on_readings(zone: str) -> None:
 
 
 # --- From the database: analytics.readings holds what latest returns ---
-
-
-@pytest.fixture
-async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await connect(fresh_db)
-    await migrate(found)
-    yield found
-    await found.close()
 
 
 ODD_TIMES = [
