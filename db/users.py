@@ -89,9 +89,9 @@ async def erase(conn: asyncpg.Connection, tenant_id: int, user_id: int, actor: s
     """Delete the user and everything about them, in one transaction; False when there is no
     such user in the tenant.
 
-    Every table that holds a user's data goes with the ``users`` row: readings by a trigger on
-    it (the bulk-written table has no foreign keys, see migration 0017), the others by ON DELETE
-    CASCADE (sessions, scores, daily stats, correlations, CGM summaries, alerts and their delivery log,
+    Every table that holds a user's data goes with the ``users`` row: readings and daily stats by
+    triggers on it (the bulk-written tables have no foreign keys, see migrations 0017 and 0020), the
+    others by ON DELETE CASCADE (sessions, scores, correlations, CGM summaries, alerts and their delivery log,
     connections and their sync runs, reports, rules and silences about the patient, OAuth
     states), so deleting the row removes them.  Two tables mention users inside JSON, without a
     foreign key: the integrator event outbox and the audit log; rows there that name the user
