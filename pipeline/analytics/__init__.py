@@ -23,7 +23,7 @@ import asyncpg
 from db import alerts, events, sync_runs
 from db import analytics as stored
 from db import scores as db_scores
-from pipeline.analytics.analysis import CGM_DAYS, CORRELATION_DAYS, Analysis, analyse, check_from
+from pipeline.analytics.analysis import CGM_DAYS, CORRELATION_DAYS, Analysis, Subject, analyse_many, check_from
 from pipeline.analytics.columns import ReadingColumns
 from pipeline.analytics.findings import to_alert
 from pipeline.analytics.thresholds import DEFAULT, Thresholds
@@ -107,7 +107,7 @@ async def _analyse_round(pool: asyncpg.Pool, runs: list[asyncpg.Record], phases:
         # As arrays: a tenth of the cost of a Reading object per row (docs/benchmarks.md).
         found = await stored.readings(conn, since)
     fetched = time.perf_counter()
-    results = [_analyse_one(run, _columns(found[run["user_id"]])) for run in runs]
+    results = _analyse_all(runs, [_columns(found[run["user_id"]]) for run in runs])
     analysed = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         new_ids = await _store(conn, results)
@@ -127,22 +127,32 @@ async def _analyse_round(pool: asyncpg.Pool, runs: list[asyncpg.Record], phases:
     return outcomes
 
 
-def _analyse_one(run: asyncpg.Record, readings: ReadingColumns) -> tuple[asyncpg.Record, Analysis | None, date]:
-    """The run's analysis and the first local day of its window."""
-    zone = ZoneInfo(run["timezone"])
-    first_day = run["window_start"].astimezone(zone).date()
-    if not len(readings):
-        return run, None, first_day
-    latest = datetime.fromtimestamp(float(readings.seconds.max()), zone).date()
-    result = analyse(
-        readings,
-        run["timezone"],
-        check_from=check_from(first_day, latest),
-        today=run["window_end"].astimezone(zone).date(),
-        thresholds=_thresholds(run, run["user_id"]),
-        max_q=SIGNIFICANT_Q,
-    )
-    return run, result, first_day
+def _analyse_all(
+    runs: Sequence[asyncpg.Record], readings: Sequence[ReadingColumns]
+) -> list[tuple[asyncpg.Record, Analysis | None, date]]:
+    """Each run's analysis and the first local day of its window, the engines run over all of them
+    together (``analyse_many``)."""
+    first_days, subjects = [], []
+    for run, columns in zip(runs, readings, strict=True):
+        zone = ZoneInfo(run["timezone"])
+        first_day = run["window_start"].astimezone(zone).date()
+        first_days.append(first_day)
+        if len(columns):
+            latest = datetime.fromtimestamp(float(columns.seconds.max()), zone).date()
+            subjects.append(
+                Subject(
+                    columns,
+                    run["timezone"],
+                    check_from=check_from(first_day, latest),
+                    today=run["window_end"].astimezone(zone).date(),
+                    thresholds=_thresholds(run, run["user_id"]),
+                )
+            )
+    analyses = iter(analyse_many(subjects, max_q=SIGNIFICANT_Q))
+    return [
+        (run, next(analyses) if len(columns) else None, first_day)
+        for run, columns, first_day in zip(runs, readings, first_days, strict=True)
+    ]
 
 
 def _columns(found: stored.ReadingArrays) -> ReadingColumns:

@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from pipeline.analytics.correlations.engine import SHORTCUT_Q, _pearson, _significant, _spearman
 from pipeline.analytics.correlations.primitives import (
+    Floats,
     _fisher_cis,
     _t_pvalues,
     average_ranks,
@@ -122,6 +123,19 @@ def correlate(
     Raises ValueError for a shape that does not match ``names``, ±inf, ``max_lag`` < 0,
     ``min_pairs`` < 4 (the Fisher interval needs n > 3) or more than 32767 days.
     """
+    x = _checked(names, matrix, max_lag, min_pairs)
+    days, metrics = x.shape
+    lags = range(min(max_lag, days - 1) + 1)
+    if metrics < 2 or not lags:
+        return []
+    present = ~np.isnan(x)
+    n, pearson = _pearson(x, present, len(lags))
+    rho = _spearman(x, present, len(lags), n)
+    return _results(names, n, rho, pearson, min_pairs, max_q)
+
+
+def _checked(names: Sequence[str], matrix: npt.NDArray[np.float64], max_lag: int, min_pairs: int) -> Floats:
+    """``matrix`` as float64, or ValueError as ``correlate`` says."""
     x = np.asarray(matrix, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(names):
         raise ValueError(f"matrix must be (days, {len(names)}), got {x.shape}")
@@ -131,13 +145,14 @@ def correlate(
         raise ValueError("need max_lag >= 0 and min_pairs >= 4")
     if x.shape[0] >= 2**15:  # ranks are counted in 16-bit lanes at most
         raise ValueError("at most 32767 days")
-    days, metrics = x.shape
-    lags = range(min(max_lag, days - 1) + 1)
-    if metrics < 2 or not lags:
-        return []
-    present = ~np.isnan(x)
-    n, pearson = _pearson(x, present, len(lags))
-    rho = _spearman(x, present, len(lags), n)
+    return x
+
+
+def _results(
+    names: Sequence[str], n: Floats, rho: Floats, pearson: Floats, min_pairs: int, max_q: float | None
+) -> list[Correlation]:
+    """The tests of one matrix, from its (lags, M, M) arrays of pair counts, ρ and r."""
+    metrics = len(names)
     rho_shape = rho.shape
     index = np.arange(metrics)
     wanted = np.broadcast_to(index[:, None] != index, rho.shape).copy()
@@ -185,6 +200,12 @@ def correlate_daily(
 ) -> list[Correlation]:
     """``correlate`` on the days ``start``…``end`` inclusive, metrics in sorted name order (so the
     result does not depend on how the mapping was built).  Readings outside the window are ignored."""
+    names, matrix = daily_matrix(daily, start, end)
+    return correlate(names, matrix, max_lag=max_lag, min_pairs=min_pairs, max_q=max_q)
+
+
+def daily_matrix(daily: DailyData, start: np.datetime64, end: np.datetime64) -> tuple[list[str], Floats]:
+    """(sorted names, days × metrics matrix of the days ``start``…``end``, NaN where a day is missing)."""
     names = sorted(daily)
     matrix = np.empty((0, 0))
     if names:
@@ -195,4 +216,4 @@ def correlate_daily(
         inside = (days >= start) & (days <= end)
         matrix = np.full((int((end - start).astype(int)) + 1, len(names)), np.nan)
         matrix[(days[inside] - start).astype(int), column[inside]] = np.concatenate([s.values for s in series])[inside]
-    return correlate(names, matrix, max_lag=max_lag, min_pairs=min_pairs, max_q=max_q)
+    return names, matrix
