@@ -159,16 +159,16 @@ _START_EACH = (
     f"   SELECT coalesce(bool_or({SETTLED}), false) AS settled,"
     "     max(l.created_at) FILTER (WHERE l.status = 'sending' AND l.created_at > now() - $5::interval)"
     "       + $5::interval - now() AS lease_left,"
-    "     coalesce(max(l.attempt), 0) AS attempts"
+    "     coalesce(max(l.attempt), 0) AS attempts, array_agg(l.id) FILTER (WHERE l.status = 'sending') AS sending"
     "   FROM notification_logs l WHERE l.alert_id = w.alert_id AND l.channel_id = w.channel_id AND l.purpose = $4) s),"
     # Ids in the order asked: the sort runs below the nextval.
     " go AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
     "   FROM (SELECT * FROM state ORDER BY n) st WHERE NOT st.settled AND st.lease_left IS NULL),"
-    # An older 'sending' row was left by a worker that died mid-send: close it as failed.
+    # An older 'sending' row was left by a worker that died mid-send: close it as failed.  By id,
+    # as the state found them: a key the plan cannot miss, however small the table was when planned.
     " closed AS (UPDATE notification_logs l SET status = 'failed', error_class = 'transient',"
     "   detail = 'abandoned: the worker stopped mid-send', finished_at = now()"
-    "   FROM go WHERE l.alert_id = go.alert_id AND l.channel_id = go.channel_id AND l.purpose = $4"
-    "   AND l.status = 'sending'),"
+    "   WHERE l.id = ANY(ARRAY(SELECT unnest(go.sending) FROM go)) AND l.status = 'sending'),"
     " made AS (INSERT INTO notification_logs (id, send_id, alert_id, channel_id, purpose, rule_id, attempt, status)"
     "   SELECT log_id, log_id, alert_id, channel_id, $4, rule_id, attempts + 1, 'sending' FROM go)"
     " SELECT st.alert_id, st.channel_id, st.settled, st.lease_left, go.log_id"
@@ -233,16 +233,18 @@ class Routed:
 
 
 # Each attempt's outcome, and the alerts whose routing they complete marked routed
-# (db.alerts.mark_routed), in one statement: one commit for a whole batch of sends.
+# (db.alerts.mark_routed), in one statement: one commit for a whole batch of sends.  The ``= ANY``
+# conditions give each UPDATE an index key: joined to an unnest alone, a plan made once (db.pool)
+# scanned every alert, or the whole log, on each call.
 _FINISH_EACH = (
     "WITH o AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],"
     "   $7::float8[]) AS o(id, status, error_class, detail, http_status, latency_ms, retry_after_s)),"
     " finished AS (UPDATE notification_logs l SET status = o.status, error_class = o.error_class,"
     "   detail = o.detail, http_status = o.http_status, latency_ms = o.latency_ms, retry_after_s = o.retry_after_s,"
-    "   finished_at = now() FROM o WHERE l.id = o.id)"
+    "   finished_at = now() FROM o WHERE l.id = ANY($1::bigint[]) AND l.id = o.id)"
     " UPDATE alerts a SET routed_at = coalesce(r.at, now()), route_after = NULL, escalate_at = r.escalate_at"
     " FROM unnest($8::bigint[], $9::timestamptz[], $10::timestamptz[]) AS r(id, at, escalate_at)"
-    " WHERE a.id = r.id AND a.routed_at IS NULL"
+    " WHERE a.id = ANY($8::bigint[]) AND a.id = r.id AND a.routed_at IS NULL"
 )
 
 
