@@ -168,8 +168,21 @@ def _results(
         q = benjamini_hochberg(p)[1]
         keep = np.ones(p.shape, bool) if max_q is None else q <= max_q
         p, q = p[keep], q[keep]
-    lag_of, a, b = np.unravel_index(tested[keep], rho_shape)
-    n, rho, pearson = n[keep], rho[keep], pearson[keep]
+    return _correlations(names, tested[keep], rho_shape, n[keep], rho[keep], pearson[keep], p, q)
+
+
+def _correlations(
+    names: Sequence[str],
+    at: npt.NDArray[np.intp],
+    shape: tuple[int, ...],
+    n: Floats,
+    rho: Floats,
+    pearson: Floats,
+    p: Floats,
+    q: Floats,
+) -> list[Correlation]:
+    """The results kept, from their flat positions ``at`` in the (lags, M, M) arrays."""
+    lag_of, a, b = np.unravel_index(at, shape)
     low, high = _fisher_cis(rho, n, 0.95)
     return [
         Correlation(names[i], names[j], lag, count, r_s, r_p, p_i, q_i, (lo, hi))

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
-from pipeline.analytics.correlations import Correlation, _checked, _results, correlate, daily_matrix
-from pipeline.analytics.correlations.primitives import Bools, Floats, _tie_bounds
+from pipeline.analytics.correlations import Correlation, _checked, _correlations, _results, correlate, daily_matrix
+from pipeline.analytics.correlations.engine import SHORTCUT_Q
+from pipeline.analytics.correlations.primitives import Bools, Floats, _t_pvalues, _t_statistics, _tie_bounds
 from pipeline.analytics.series import DailyData
 
 # Users per stack.  The sums of one user take 4 lags × (3·30)² floats, ~0.25 MB: 32 users keep a
@@ -59,8 +61,60 @@ def correlate_daily_many(
             present = ~np.isnan(x)
             n, pearson = _pearson(x, present, lags)
             rho = _spearman(x, present[:, :, 0], lags, n)
-            for j, i in enumerate(chunk):
-                found[i] = _results(names[i], n[j], rho[j], pearson[j], min_pairs, max_q)
+            if max_q is not None and SHORTCUT_Q[0] <= max_q < SHORTCUT_Q[1]:
+                kept = _significant_many([names[i] for i in chunk], n, rho, pearson, min_pairs, max_q)
+                for i, correlations in zip(chunk, kept, strict=True):
+                    found[i] = correlations
+            else:
+                for j, i in enumerate(chunk):
+                    found[i] = _results(names[i], n[j], rho[j], pearson[j], min_pairs, max_q)
+    return found
+
+
+def _significant_many(
+    names: Sequence[Sequence[str]], n: Floats, rho: Floats, pearson: Floats, min_pairs: int, max_q: float
+) -> list[list[Correlation]]:
+    """``_results`` with ``max_q`` in SHORTCUT_Q for each user of a stack: the tests that can
+    reach q ≤ ``max_q`` are found for all users at once, and only a user that has some goes on to
+    ``engine._significant``'s ranking, on the same numbers in the same order, so the same floats.
+    Most users have none: for them nothing more is computed."""
+    users, lags, metrics, _ = rho.shape
+    index = np.arange(metrics)
+    wanted = np.broadcast_to(index[:, None] != index, (lags, metrics, metrics)).copy()
+    wanted[0] &= index[:, None] < index  # lag 0 is symmetric: each unordered pair once
+    tested = (wanted & (n >= min_pairs) & ~np.isnan(rho)).reshape(users, -1)
+    bound = max_q * (1 + 1e-9)
+    with np.errstate(invalid="ignore"):  # pairs not tested may have n < 2
+        t = np.abs(_t_statistics(rho, n)).reshape(users, -1)
+    near_user, near_at = np.nonzero(tested & (t >= -float(special.ndtri(bound / 2)) * 0.999))
+    flat_n, flat_rho, flat_pearson = (a.reshape(users, -1) for a in (n, rho, pearson))
+    p_near = _t_pvalues(flat_rho[near_user, near_at], flat_n[near_user, near_at])
+    small = p_near <= bound
+    found: list[list[Correlation]] = [[] for _ in range(users)]
+    if not small.any():
+        return found
+    near_user, near_at, p_near = near_user[small], near_at[small], p_near[small]
+    bounds = np.searchsorted(near_user, np.arange(users + 1))
+    tests = tested.sum(axis=1)
+    for user in np.flatnonzero(np.diff(bounds)).tolist():
+        at, p_small = near_at[bounds[user] : bounds[user + 1]], p_near[bounds[user] : bounds[user + 1]]
+        # engine._significant from here, over this user's tests in their flat order.
+        order = np.argsort(p_small, kind="stable")
+        scaled = p_small[order] * tests[user] / np.arange(1, p_small.size + 1)
+        q_small = np.empty(p_small.size)
+        q_small[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+        kept = q_small <= max_q
+        at, p, q = at[kept], p_small[kept], q_small[kept]
+        found[user] = _correlations(
+            names[user],
+            at,
+            (lags, metrics, metrics),
+            flat_n[user, at],
+            flat_rho[user, at],
+            flat_pearson[user, at],
+            p,
+            q,
+        )
     return found
 
 
