@@ -164,11 +164,13 @@ _START_EACH = (
     # Ids in the order asked: the sort runs below the nextval.
     " go AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
     "   FROM (SELECT * FROM state ORDER BY n) st WHERE NOT st.settled AND st.lease_left IS NULL),"
-    # An older 'sending' row was left by a worker that died mid-send: close it as failed.  By id,
-    # as the state found them: a key the plan cannot miss, however small the table was when planned.
+    # An older 'sending' row was left by a worker that died mid-send: close it as failed, by the ids
+    # the state found.  Rare, so the first condition (evaluated once) skips the scan when there is
+    # none: a plan made once may have picked any index for it, a whole index's scan included.
     " closed AS (UPDATE notification_logs l SET status = 'failed', error_class = 'transient',"
     "   detail = 'abandoned: the worker stopped mid-send', finished_at = now()"
-    "   WHERE l.id = ANY(ARRAY(SELECT unnest(go.sending) FROM go)) AND l.status = 'sending'),"
+    "   WHERE (SELECT bool_or(go.sending IS NOT NULL) FROM go)"
+    "   AND l.id = ANY(ARRAY(SELECT unnest(go.sending) FROM go)) AND l.status = 'sending'),"
     " made AS (INSERT INTO notification_logs (id, send_id, alert_id, channel_id, purpose, rule_id, attempt, status)"
     "   SELECT log_id, log_id, alert_id, channel_id, $4, rule_id, attempts + 1, 'sending' FROM go)"
     " SELECT st.alert_id, st.channel_id, st.settled, st.lease_left, go.log_id"
