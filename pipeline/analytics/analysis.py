@@ -136,9 +136,14 @@ def _analyse(
 
     continuous = _is_cgm(glucose[0])
     differ = daily.low != daily.high
+    several = daily.count > 1
     if continuous and "glucose" in daily.metrics:
-        differ &= daily.metric != daily.metrics.index("glucose")
-    highs = dict(daily.maxima)
+        judged = daily.metric != daily.metrics.index("glucose")
+        differ &= judged
+        several &= judged
+    # One reading a metric and day (daily summaries): the maxima are the means, v / 1 exactly, and
+    # the rules share the means' series (and the day → value dicts they build).
+    highs = dict(daily.maxima) if several.any() else dict(means)
     # One reading a metric and day (daily summaries): the minima are the maxima, judged once.
     lows = dict(daily.minima) if differ.any() else highs
     if continuous:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = ["LADDERS", "Ladder", "Level", "NEWS2_MIN_PARAMETERS", "RULE_VERSION", "clinical_findings", "evaluate"]
 
+import math
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -150,8 +151,6 @@ _NEWS2: tuple[tuple[str, str, tuple[float, ...], tuple[int, ...]], ...] = (
     ("resting_heart_rate", "pulse (resting HR)", (40.5, 50.5, 90.5, 110.5, 130.5), (3, 1, 0, 1, 2, 3)),
     ("body_temperature", "temperature", (35.05, 36.05, 38.05, 39.05), (3, 1, 0, 1, 2)),
 )
-_NEWS2_EDGES = np.array([e + (np.inf,) * (5 - len(e)) for _, _, e, _ in _NEWS2])
-_NEWS2_POINTS = np.array([p + (0,) * (6 - len(p)) for _, _, _, p in _NEWS2])
 # NEWS2 parameters a wearable feed never has: always reported as not measured.
 _NEWS2_NEVER = ("consciousness (ACVPU)", "supplemental oxygen")
 # One parameter alone is already judged by its own rule; an "aggregate" of one adds only noise.
@@ -166,18 +165,19 @@ def clinical_findings(daily: DailyData, day: np.datetime64, thresholds: Threshol
     """
     day = day.astype("datetime64[D]")
     when = as_date(day)
+    number = int(day.astype(np.int64))  # the key of DailySeries.by_day
     found: list[Finding] = []
     for ladder in LADDERS:
-        value = _value(daily, ladder.metric, day)
+        value = _value(daily, ladder.metric, number)
         if value is not None:
             hit = _ladder(ladder, value, when, thresholds)
             if hit is not None:
                 found.append(hit)
-    bp = _blood_pressure(daily, day, when, thresholds)
+    bp = _blood_pressure(daily, number, when, thresholds)
     if bp is not None:
         found.append(bp)
     found += _weight(daily, day, when, thresholds)
-    news2 = _news2(daily, day, when, thresholds)
+    news2 = _news2(daily, number, when, thresholds)
     if news2 is not None:
         found.append(news2)
     return found
@@ -293,7 +293,7 @@ def _ladder(ladder: Ladder, value: float, day: date, t: Thresholds) -> Finding |
     return None
 
 
-def _blood_pressure(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> Finding | None:
+def _blood_pressure(daily: DailyData, day: int, when: date, t: Thresholds) -> Finding | None:
     """The highest ACC/AHA category reached by systolic or diastolic; either alone is enough."""
     systolic = _value(daily, "blood_pressure_systolic", day)
     diastolic = _value(daily, "blood_pressure_diastolic", day)
@@ -365,7 +365,7 @@ def _weight(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> 
     return found
 
 
-def _news2(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> Finding | None:
+def _news2(daily: DailyData, day: int, when: date, t: Thresholds) -> Finding | None:
     """The NEWS2 aggregate over the parameters measured that day; None below any trigger.
 
     Parameters not measured are left out (they would score 0) and listed in the detail, so the
@@ -373,23 +373,26 @@ def _news2(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> F
     below 92 %: NEWS2 then prescribes scale 2, which this rule does not implement.
     """
     found = [_value(daily, metric, day) for metric, *_ in _NEWS2]
-    values = np.array([np.nan if v is None else v for v in found])
+    values = [math.nan if v is None else v for v in found]
     if t.spo2_low < 92.0:
-        values[1] = np.nan
-    measured = np.isfinite(values)
-    if measured.sum() < NEWS2_MIN_PARAMETERS:
+        values[1] = math.nan
+    measured = [math.isfinite(v) for v in values]
+    if sum(measured) < NEWS2_MIN_PARAMETERS:
         return None
-    # Vectorised banding: the number of edges at or below the value indexes the points row.
-    bands = (np.nan_to_num(values)[:, None] >= _NEWS2_EDGES).sum(axis=1)
-    points = np.where(measured, _NEWS2_POINTS[np.arange(len(_NEWS2)), bands], 0)
-    total = int(points.sum())
+    # The number of edges at or below the value indexes the points.  Plain Python: five values a
+    # day, where a dozen numpy calls cost more than the rule.
+    points = [
+        scale[sum(v >= edge for edge in edges)] if m else 0
+        for (_, _, edges, scale), v, m in zip(_NEWS2, values, measured, strict=True)
+    ]
+    total = sum(points)
     rule: str
     severity: Severity
     if total >= t.news2_emergency:
         rule, severity, limit, what = "news2-emergency", "critical", t.news2_emergency, "emergency response"
     elif total >= t.news2_urgent:
         rule, severity, limit, what = "news2-urgent", "warning", t.news2_urgent, "urgent response"
-    elif (points == 3).any():
+    elif 3 in points:
         rule, severity, limit, what = "news2-low-medium", "info", 3, "low-medium: one parameter scored 3"
     else:
         return None
@@ -412,9 +415,10 @@ def _news2(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> F
     )
 
 
-def _value(daily: DailyData, metric: str, day: np.datetime64) -> float | None:
+def _value(daily: DailyData, metric: str, day: int) -> float | None:
+    """The metric's value on day number ``day`` (days since 1970-01-01), None without one."""
     series = daily.get(metric)
-    return series.value_on(day) if series is not None else None
+    return series.by_day().get(day) if series is not None else None
 
 
 def _fmt(value: float | None) -> str:
