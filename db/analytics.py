@@ -68,9 +68,20 @@ def _arrays(rows: list[asyncpg.Record]) -> ReadingArrays:
     metric = np.repeat(np.array([index[row["metric"]] for row in rows], np.intp), sizes)
     seconds = _seconds(np.frombuffer(b"".join(row["micros"] for row in rows), _INT8).astype(np.int64))
     values = np.frombuffer(b"".join(row["values"] for row in rows), _FLOAT8).astype(np.float64)
+    if len(names) == len(rows) and _in_time_order(seconds, sizes):
+        # One provider a metric, its readings already in time order (syncs write day by day, so
+        # the table mostly holds them so): the sort below would change nothing, ~0.1 ms a user.
+        return ReadingArrays(names, metric, seconds, values)
     # Time order within each metric; the stable sort keeps the rows' provider order at equal times.
     order = np.lexsort((seconds, metric))
     return ReadingArrays(names, metric[order], seconds[order], values[order])
+
+
+def _in_time_order(seconds: npt.NDArray[np.float64], sizes: list[int]) -> bool:
+    """Whether each row's readings (``sizes`` of them, one after the other) are in time order."""
+    steps = np.diff(seconds)
+    steps[np.cumsum(sizes[:-1], dtype=np.intp) - 1] = 0.0  # where one row ends and the next begins
+    return bool((steps >= 0).all())
 
 
 def _seconds(micros: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:

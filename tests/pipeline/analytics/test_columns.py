@@ -119,3 +119,21 @@ async def test_analytics_readings_are_what_latest_returns_as_columns(conn: async
             seconds, values = expected.of(name)
             assert got.seconds[got.metric == i].tolist() == seconds.tolist()
             assert got.values[got.metric == i].tolist() == values.tolist()
+
+
+async def test_analytics_readings_of_one_provider_come_in_time_order_whatever_order_they_were_written(
+    conn: asyncpg.Connection,
+) -> None:
+    tenant = await tenants.ensure_tenant(conn, "columns", "Columns")
+    user_id = await tenants.ensure_user(conn, tenant, "u0", "User 0")
+    days = [END - timedelta(days=d) for d in range(10)]
+    # Newest days first, then a backfill of older ones: the table holds them out of time order.
+    for part in (days[:4], days[4:]):
+        readings = [Reading(metric, when, float(d), "x") for d, when in enumerate(part) for metric in ("a", "b")]
+        await metrics.upsert(conn, user_id, "oura", None, readings)
+
+    found = (await analytics.readings(conn, {user_id: END - timedelta(days=30)}))[user_id]
+
+    assert found.names == ("a", "b") and found.metric.tolist() == [0] * 10 + [1] * 10
+    expected = sorted(when.timestamp() for when in days)
+    assert found.seconds[found.metric == 0].tolist() == found.seconds[found.metric == 1].tolist() == expected
