@@ -621,6 +621,32 @@ async def test_alerts_routed_at_once_share_their_statements(clinic: Clinic) -> N
         assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
 
 
+async def test_alerts_arriving_moments_after_the_first_join_its_batch(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel])
+    warm_up = await clinic.alert(metric="spo2")
+    first, *later = [await clinic.alert(metric=m) for m in ("hrv_rmssd", "glucose", "resting_heart_rate")]
+    statements: list[str] = []
+    counted = await asyncpg.create_pool(
+        runtime.current().services.database_url, min_size=1, max_size=4,
+        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
+    )  # fmt: skip
+    keyring = runtime.current().keyring
+    try:
+        await route_alert(counted, keyring, warm_up)
+        statements.clear()
+        leading = asyncio.ensure_future(route_alert(counted, keyring, first))
+        for _ in range(3):  # the first alert's batch is under way before the others come
+            await asyncio.sleep(0)
+        reports = await asyncio.gather(leading, *(route_alert(counted, keyring, a) for a in later))
+    finally:
+        await counted.close()
+
+    assert [r.delivered for r in reports] == [1, 1, 1]
+    assert sum(s.startswith("SELECT a.*") for s in statements) == 1, statements
+    assert sum("INSERT INTO notification_logs" in s for s in statements) == 1, statements
+
+
 async def test_two_alerts_of_one_patient_and_metric_at_once_send_once_within_the_cooldown(clinic: Clinic) -> None:
     channel = await clinic.channel("ward")
     await clinic.rule([channel])
