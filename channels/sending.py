@@ -45,8 +45,9 @@ LOGGED: dict[DeliveryStatus, tuple[str, str | None]] = {
     DeliveryStatus.AUTH: ("failed", "auth"),
     DeliveryStatus.GONE: ("pruned", "permanent"),
 }
-# How long the first outcome of a batch of sends waits for the others to share its write: 1 ms
-# caught most of them; 5 ms caught all, but held the worker's threads longer than it saved.
+# How long the first outcome of a batch of sends waits for the others to share its write, again
+# each time more came: sends to one peer end in a stream, and a fixed 5 ms caught them all but held
+# the worker's threads longer than it saved.
 GATHER_OUTCOMES_S = 0.001
 # Every send passes through ``deliver``; routing's own outcomes (suppressed, deferred) are not sends.
 DELIVERIES = Counter(
@@ -145,7 +146,7 @@ async def send_claimed(
     routed: dict[int, Routed],
 ) -> Claimed:
     """Send every claimed target at once and log each outcome as soon as its send ends: the
-    outcomes that end within GATHER_OUTCOMES_S of the first share one write, and a hung peer
+    outcomes that end no more than GATHER_OUTCOMES_S apart share one write, and a hung peer
     (an SMTP server that never greets) holds up no other.  No pool connection is held while sending.
 
     An alert in ``routed`` is marked routed in the write of its last outcome, when each of its
@@ -171,10 +172,12 @@ async def send_claimed(
     pending = set(sending)
     while pending:
         ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if pending:
+        while pending:
             # Sends to one peer end moments apart: give the others a moment, so that their outcomes
             # share one statement and one commit.  A slow peer still holds up nobody's log row.
             more, pending = await asyncio.wait(pending, timeout=GATHER_OUTCOMES_S)
+            if not more:
+                break
             ended |= more
         outcomes: list[tuple[Target, Delivery, Outcome]] = []
         for task in ended:

@@ -621,6 +621,49 @@ async def test_alerts_routed_at_once_share_their_statements(clinic: Clinic) -> N
         assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
 
 
+class Staggered(Channel):
+    """Answers each send 0.7 ms after the one before, as one busy peer does."""
+
+    kind = "staggered"
+    sent = 0
+
+    @classmethod
+    def parse_config(cls, raw: dict[str, Any]) -> Staggered:
+        return cls()
+
+    def render(self, alert: Alert) -> Rendered:
+        return Rendered(alert.title, alert.body, alert.severity, {})
+
+    async def send(self, message: Rendered) -> Delivery:
+        Staggered.sent += 1
+        await asyncio.sleep(0.0007 * Staggered.sent)
+        return Delivery(DeliveryStatus.DELIVERED)
+
+
+async def test_sends_ending_in_a_stream_share_one_write_though_it_outlasts_the_wait(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHANNELS, Staggered.kind, Staggered)
+    monkeypatch.setattr(Staggered, "sent", 0)
+    peer = await clinic.channel("peer", kind="staggered", url="x")
+    await clinic.rule([peer])
+    metrics = ("hrv_rmssd", "glucose", "resting_heart_rate", "steps", "spo2", "respiratory_rate", "active_energy")
+    alert_ids = [await clinic.alert(metric=m) for m in metrics]
+    statements: list[str] = []
+    counted = await asyncpg.create_pool(
+        runtime.current().services.database_url, min_size=1, max_size=4,
+        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
+    )  # fmt: skip
+    try:
+        reports = await asyncio.gather(*(route_alert(counted, runtime.current().keyring, a) for a in alert_ids))
+    finally:
+        await counted.close()
+
+    assert [r.delivered for r in reports] == [1] * len(alert_ids)
+    # Spread over 5 ms, longer than a few waits of GATHER_OUTCOMES_S, but never that far apart.
+    assert sum(s.startswith("WITH o AS") for s in statements) == 1, statements
+
+
 async def test_alerts_arriving_moments_after_the_first_join_its_batch(clinic: Clinic) -> None:
     channel = await clinic.channel("ward")
     await clinic.rule([channel])
