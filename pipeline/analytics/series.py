@@ -51,7 +51,8 @@ class DailySeries:
         """{day as days since 1970-01-01: value}, built on first use and kept: rules that read
         many single days and windows of one series do it with dict lookups, not numpy calls."""
         if self._by_day is None:
-            found = dict(zip(self.days.astype(np.int64).tolist(), self.values.tolist(), strict=True))
+            days = self.days.astype("datetime64[D]").astype(np.int64)
+            found = dict(zip(days.tolist(), self.values.tolist(), strict=True))
             object.__setattr__(self, "_by_day", found)
             return found
         return self._by_day

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from pipeline.analytics.baseline import baseline_findings, ewma, modified_z, robust_baseline
+from pipeline.analytics.baseline import _robust, baseline_findings, ewma, modified_z, robust_baseline
 from pipeline.analytics.findings import Finding, to_alert
 from pipeline.analytics.series import DailyData, DailySeries
 
@@ -239,3 +240,28 @@ def test_a_statistical_finding_becomes_a_statistical_alert() -> None:
     assert (alert.category, alert.kind, alert.threshold) == ("statistical", "statistical", 59.0)
     assert alert.dedupe_key == "modified-z:7:resting_heart_rate:2024-03-29" == to_alert(finding, 7).dedupe_key
     assert isinstance(finding, Finding)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "zeros"])
+def test_the_rules_plain_float_baseline_is_robust_baseline_to_the_bit(kind: str) -> None:
+    # The rules work out windows in plain floats (baseline._robust); robust_baseline is the reference.
+    rng = np.random.default_rng(len(kind))
+    for _ in range(3_000):
+        size = int(rng.integers(1, 60))
+        values = {
+            "normal": rng.normal(60, 8, size),
+            "ties": rng.integers(55, 58, size).astype(float),  # MAD 0 often: the fallback scale
+            "zeros": rng.choice([-0.0, 0.0, -0.5, 0.5], size),
+        }[kind]
+        expected, found = robust_baseline(values), _robust(values.tolist())
+        assert (found.median, found.n, found.fallback) == (expected.median, expected.n, expected.fallback)
+        assert math.copysign(1, found.median) == math.copysign(1, expected.median)
+        assert found.scale == expected.scale or (math.isnan(found.scale) and math.isnan(expected.scale))
+
+
+def test_a_series_day_dict_holds_what_value_on_finds() -> None:
+    series = DailySeries.of({"2026-03-01": 1.5, "2026-03-03": -2.0})
+    by_day = series.by_day()
+    for day in np.arange(np.datetime64("2026-02-27"), np.datetime64("2026-03-05")):
+        assert by_day.get(int(day.astype(np.int64))) == series.value_on(day)
+    assert series.by_day() is by_day  # built once
