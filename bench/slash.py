@@ -150,7 +150,7 @@ async def _server(kind: str, inline: bool, env: dict[str, str], peer_port: int, 
         if inline:
             import bot.slack.app
 
-            class InlineAck(AsyncApp):  # bot.slack.app.build passes process_before_response=False
+            class InlineAck(AsyncApp):  # a no-op while bot.slack.app.build itself passes True
                 def __init__(self, **kwargs: Any) -> None:
                     super().__init__(**kwargs | {"process_before_response": True})
 
