@@ -23,8 +23,6 @@ from channels.routing import escalate_alert, route_alert, send_test_message
 from db import alerts, deliveries, delivery_log, notification_channels, notification_rules, silences, sync_runs, tenants
 from db import pool as db_pool
 from db.alerts import Alert, NewAlert
-from db.migrate import migrate
-from db.sealing import Keyring
 from pipeline import actors, runtime
 from pipeline.reconciler import reconcile
 from pipeline.sync import record_failure
@@ -449,17 +447,21 @@ async def test_the_last_retry_gives_up_marks_the_attempt_failed_and_audits_it(cl
     assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
 
 
-class Vanished(Channel):
-    """A destination that answers 410, as a Web Push service does for a dropped subscription."""
-
-    kind = "vanished"
+class Plain(Channel):
+    """A channel with no configuration that sends the alert as it is; subclasses answer."""
 
     @classmethod
-    def parse_config(cls, raw: dict[str, Any]) -> Vanished:
+    def parse_config(cls, raw: dict[str, Any]) -> Plain:
         return cls()
 
     def render(self, alert: Alert) -> Rendered:
         return Rendered(alert.title, alert.body, alert.severity, {})
+
+
+class Vanished(Plain):
+    """A destination that answers 410, as a Web Push service does for a dropped subscription."""
+
+    kind = "vanished"
 
     async def send(self, message: Rendered) -> Delivery:
         return Delivery(DeliveryStatus.GONE, "vanished: 410 Gone", http_status=410)
@@ -621,18 +623,11 @@ async def test_alerts_routed_at_once_share_their_statements(clinic: Clinic) -> N
         assert (await _alert_row(clinic.pool, alert_id))["routed_at"] is not None
 
 
-class Staggered(Channel):
+class Staggered(Plain):
     """Answers each send 0.7 ms after the one before, as one busy peer does."""
 
     kind = "staggered"
     sent = 0
-
-    @classmethod
-    def parse_config(cls, raw: dict[str, Any]) -> Staggered:
-        return cls()
-
-    def render(self, alert: Alert) -> Rendered:
-        return Rendered(alert.title, alert.body, alert.severity, {})
 
     async def send(self, message: Rendered) -> Delivery:
         Staggered.sent += 1
@@ -814,79 +809,3 @@ async def test_concurrent_claims_of_one_channel_make_exactly_one_attempt(clinic:
 
     assert sum(bool(f[channel].log_ids) for f in found) == 1
     assert await clinic.pool.fetchval("SELECT count(*) FROM notification_logs WHERE alert_id = $1", alert_id) == 1
-
-
-def _rows_read(plan: dict[str, Any], relation: str) -> int:
-    """Rows a plan read from ``relation``: returned and filtered out, over every loop."""
-    own = 0
-    if plan.get("Relation Name") == relation:
-        own = (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
-    return own + sum(_rows_read(child, relation) for child in plan.get("Plans", ()))
-
-
-async def test_the_cooldown_query_stays_on_the_patients_alerts_when_the_log_was_analysed_empty(
-    fresh_db: str, keyring: Keyring
-) -> None:
-    # The bench's trap: statistics taken while the log was empty, then a rule with 10,000 sends.
-    conn = await asyncpg.connect(fresh_db)
-    try:
-        await migrate(conn)
-        tenant_id = await tenants.ensure_tenant(conn, "plan", "Plan clinic")
-        channel = await notification_channels.create_channel(
-            conn, keyring, tenant_id=tenant_id, kind="console", label="c", config={"stdout": False}
-        )
-        rule = await notification_rules.create_rule(conn, tenant_id=tenant_id, name="all", channel_id=channel)
-        await conn.execute(
-            "INSERT INTO users (tenant_id, external_id, display_name)"
-            " SELECT $1, 'p' || g, 'Patient ' || g FROM generate_series(1, 1000) g",
-            tenant_id,
-        )
-        await conn.execute(
-            "INSERT INTO alerts (user_id, category, severity, metric, title, body, dedupe_key)"
-            " SELECT u.id, 'vitals', 'warning', 'm' || g, 't', 'b', u.id || '-' || g"
-            " FROM users u CROSS JOIN generate_series(1, 10) g WHERE u.tenant_id = $1",
-            tenant_id,
-        )
-        await conn.execute("VACUUM ANALYZE")
-        patient, lead = await conn.fetchrow("SELECT user_id, id FROM alerts WHERE metric = 'm1' ORDER BY id LIMIT 1")
-        # Every other alert was delivered by the rule in the last minutes.
-        await conn.execute(
-            "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
-            " SELECT id, $1, 'notify', $2, 1, 'delivered', now() - interval '1 minute' FROM alerts WHERE user_id <> $3",
-            channel,
-            rule,
-            patient,
-        )
-        alert = await alerts.get(conn, lead)
-        assert alert is not None
-        sql = delivery_log._LAST_SENT
-        args = (rule, "now() - interval '1 hour'", lead, patient, "'m1'", "'vitals'", "'warning'",
-                "ARRAY['info', 'warning', 'critical']")  # fmt: skip
-        await conn.execute("PREPARE cooldown (bigint, timestamptz, bigint, bigint, text, text, text, text[]) AS " + sql)
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            await conn.execute(f"SET plan_cache_mode = {mode}")
-            found = await conn.fetchval(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE cooldown ({', '.join(map(str, args))})"
-            )
-            plan = json.loads(found)[0]["Plan"]
-            assert _rows_read(plan, "notification_logs") <= 10, (mode, found)
-            assert _rows_read(plan, "alerts") <= 20, (mode, found)
-        assert await delivery_log.last_sent(conn, rule, alert, datetime.now(UTC) - timedelta(hours=1)) is None
-
-        # A send for the same patient and metric is still found.
-        other = await conn.fetchval(
-            "INSERT INTO alerts (user_id, category, severity, metric, title, body, dedupe_key)"
-            " VALUES ($1, 'vitals', 'critical', 'm1', 't', 'b', 'again') RETURNING id",
-            patient,
-        )
-        await conn.execute(
-            "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
-            " VALUES ($1, $2, 'notify', $3, 1, 'delivered', now())",
-            other,
-            channel,
-            rule,
-        )
-        sent = await delivery_log.last_sent(conn, rule, alert, datetime.now(UTC) - timedelta(hours=1))
-        assert sent is not None and sent.alert_id == other
-    finally:
-        await conn.close()

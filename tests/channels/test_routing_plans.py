@@ -3,19 +3,22 @@
 Routing's pool plans each statement once (db.pool, ``generic_plans``), so a plan made while the
 delivery log was small is the plan for the life of the connection.  A fresh deployment, or the
 fan-out bench, makes it exactly then: these tests freeze each plan on an empty log, fill the log
-with 10,000 sends, and count the rows each statement then reads.
+with 10,000 sends, and count the rows each statement then reads.  The cooldown's read, which
+routing also runs per alert, is checked with statistics taken on the empty log, in both plan modes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
-from db import delivery_log, notification_channels, notification_rules, tenants
+from db import alerts, delivery_log, notification_channels, notification_rules, tenants
 from db import pool as db_pool
 from db import routing as db_routing
 from db.migrate import migrate
@@ -33,28 +36,35 @@ class Log:
     fresh: list[int]  # alerts with nothing logged yet
 
 
-@pytest.fixture
-async def log(fresh_db: str, keyring: Keyring) -> AsyncIterator[Log]:
-    """A clinic of 1,000 patients × 10 alerts, analysed while its delivery log was empty."""
-    setup = await asyncpg.connect(fresh_db)
-    await migrate(setup)
-    tenant_id = await tenants.ensure_tenant(setup, "plans", "Plan clinic")
+async def _clinic(conn: asyncpg.Connection, keyring: Keyring) -> tuple[int, int]:
+    """1,000 patients × 10 alerts, one console channel and one rule for them, with statistics
+    taken while the delivery log is empty: (channel, rule)."""
+    await migrate(conn)
+    tenant_id = await tenants.ensure_tenant(conn, "plans", "Plan clinic")
     channel = await notification_channels.create_channel(
-        setup, keyring, tenant_id=tenant_id, kind="console", label="c", config={"stdout": False}
+        conn, keyring, tenant_id=tenant_id, kind="console", label="c", config={"stdout": False}
     )
-    rule = await notification_rules.create_rule(setup, tenant_id=tenant_id, name="all", channel_id=channel)
-    await setup.execute(
+    rule = await notification_rules.create_rule(conn, tenant_id=tenant_id, name="all", channel_id=channel)
+    await conn.execute(
         "INSERT INTO users (tenant_id, external_id, display_name)"
         " SELECT $1, 'p' || g, 'Patient ' || g FROM generate_series(1, 1000) g",
         tenant_id,
     )
-    await setup.execute(
+    await conn.execute(
         "INSERT INTO alerts (user_id, category, severity, metric, title, body, dedupe_key)"
         " SELECT u.id, 'vitals', 'warning', 'm' || g, 't', 'b', u.id || '-' || g"
         " FROM users u CROSS JOIN generate_series(1, 10) g WHERE u.tenant_id = $1",
         tenant_id,
     )
-    await setup.execute("VACUUM ANALYZE")
+    await conn.execute("VACUUM ANALYZE")
+    return channel, rule
+
+
+@pytest.fixture
+async def log(fresh_db: str, keyring: Keyring) -> AsyncIterator[Log]:
+    """A clinic of 1,000 patients × 10 alerts, analysed while its delivery log was empty."""
+    setup = await asyncpg.connect(fresh_db)
+    channel, rule = await _clinic(setup, keyring)
     fresh = [r["id"] for r in await setup.fetch("SELECT id FROM alerts ORDER BY id DESC LIMIT 8")]
     pool = await db_pool.create_pool(fresh_db, max_size=1, generic_plans=True)
     try:
@@ -147,3 +157,54 @@ async def test_reading_a_batch_for_routing_reads_only_its_patients_rows(log: Log
     assert read["notification_logs"] <= 2 * len(log.fresh), read
     assert read["alerts"] <= 4 * len(log.fresh), read
     assert read["users"] <= 4 * len(log.fresh), read
+
+
+async def test_the_cooldown_query_stays_on_the_patients_alerts_when_the_log_was_analysed_empty(
+    fresh_db: str, keyring: Keyring
+) -> None:
+    # The bench's trap: statistics taken while the log was empty, then a rule with 10,000 sends.
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        channel, rule = await _clinic(conn, keyring)
+        patient, lead = await conn.fetchrow("SELECT user_id, id FROM alerts WHERE metric = 'm1' ORDER BY id LIMIT 1")
+        # Every other alert was delivered by the rule in the last minutes.
+        await conn.execute(
+            "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
+            " SELECT id, $1, 'notify', $2, 1, 'delivered', now() - interval '1 minute' FROM alerts WHERE user_id <> $3",
+            channel,
+            rule,
+            patient,
+        )
+        alert = await alerts.get(conn, lead)
+        assert alert is not None
+        sql = delivery_log._LAST_SENT
+        args = (rule, "now() - interval '1 hour'", lead, patient, "'m1'", "'vitals'", "'warning'",
+                "ARRAY['info', 'warning', 'critical']")  # fmt: skip
+        await conn.execute("PREPARE cooldown (bigint, timestamptz, bigint, bigint, text, text, text, text[]) AS " + sql)
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            found = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE cooldown ({', '.join(map(str, args))})"
+            )
+            plan = json.loads(found)[0]["Plan"]
+            assert _rows_read(plan, "notification_logs") <= 10, (mode, found)
+            assert _rows_read(plan, "alerts") <= 20, (mode, found)
+        assert await delivery_log.last_sent(conn, rule, alert, datetime.now(UTC) - timedelta(hours=1)) is None
+
+        # A send for the same patient and metric is still found.
+        other = await conn.fetchval(
+            "INSERT INTO alerts (user_id, category, severity, metric, title, body, dedupe_key)"
+            " VALUES ($1, 'vitals', 'critical', 'm1', 't', 'b', 'again') RETURNING id",
+            patient,
+        )
+        await conn.execute(
+            "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
+            " VALUES ($1, $2, 'notify', $3, 1, 'delivered', now())",
+            other,
+            channel,
+            rule,
+        )
+        sent = await delivery_log.last_sent(conn, rule, alert, datetime.now(UTC) - timedelta(hours=1))
+        assert sent is not None and sent.alert_id == other
+    finally:
+        await conn.close()
