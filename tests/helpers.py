@@ -14,6 +14,9 @@ from db import connections, notification_channels, notification_rules, tenants
 from db.sealing import Keyring
 from pipeline.providers.simulator import issue_tokens
 
+# Two connections to one database and a user on it: (first, second, tenant id, user id).
+Two = tuple[asyncpg.Connection, asyncpg.Connection, int, int]
+
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; fail the test after ``timeout`` seconds."""

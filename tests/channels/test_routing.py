@@ -572,10 +572,7 @@ async def test_a_delivery_to_one_channel_takes_three_statements_and_no_connectio
 
     # A pool with the worker pool's reset (db.pool: none), so every statement of the delivery,
     # and every acquire, is seen.
-    counted = await asyncpg.create_pool(
-        runtime.current().services.database_url, min_size=1, max_size=2, setup=count,
-        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
-    )  # fmt: skip
+    counted = await _counting_pool(statements, max_size=2, setup=count)
     try:
         # The first use of a connection also asks for its settings and types: not per delivery.
         await route_alert(counted, runtime.current().keyring, warm_up)
@@ -601,10 +598,7 @@ async def test_alerts_routed_at_once_share_their_statements(clinic: Clinic) -> N
     warm_up = await clinic.alert(metric="spo2")
     alert_ids = [await clinic.alert(metric=m) for m in ("hrv_rmssd", "glucose", "resting_heart_rate", "steps")]
     statements: list[str] = []
-    counted = await asyncpg.create_pool(
-        runtime.current().services.database_url, min_size=1, max_size=4,
-        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
-    )  # fmt: skip
+    counted = await _counting_pool(statements)
     try:
         await route_alert(counted, runtime.current().keyring, warm_up)
         statements.clear()
@@ -645,10 +639,7 @@ async def test_sends_ending_in_a_stream_share_one_write_though_it_outlasts_the_w
     metrics = ("hrv_rmssd", "glucose", "resting_heart_rate", "steps", "spo2", "respiratory_rate", "active_energy")
     alert_ids = [await clinic.alert(metric=m) for m in metrics]
     statements: list[str] = []
-    counted = await asyncpg.create_pool(
-        runtime.current().services.database_url, min_size=1, max_size=4,
-        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
-    )  # fmt: skip
+    counted = await _counting_pool(statements)
     try:
         reports = await asyncio.gather(*(route_alert(counted, runtime.current().keyring, a) for a in alert_ids))
     finally:
@@ -665,10 +656,7 @@ async def test_alerts_arriving_moments_after_the_first_join_its_batch(clinic: Cl
     warm_up = await clinic.alert(metric="spo2")
     first, *later = [await clinic.alert(metric=m) for m in ("hrv_rmssd", "glucose", "resting_heart_rate")]
     statements: list[str] = []
-    counted = await asyncpg.create_pool(
-        runtime.current().services.database_url, min_size=1, max_size=4,
-        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session,
-    )  # fmt: skip
+    counted = await _counting_pool(statements)
     keyring = runtime.current().keyring
     try:
         await route_alert(counted, keyring, warm_up)
@@ -716,6 +704,15 @@ async def test_an_alert_waits_while_its_cooldowns_evidence_is_in_flight_elsewher
     )
     again = await clinic.route(second)
     assert again.suppressed == 1 and clinic.sent("ward") == []
+
+
+async def _counting_pool(statements: list[str], *, max_size: int = 4, **options: Any) -> asyncpg.Pool:
+    """A pool with the worker pool's init and reset (db.pool), logging each statement it runs into
+    ``statements``."""
+    return await asyncpg.create_pool(
+        runtime.current().services.database_url, min_size=1, max_size=max_size,
+        init=lambda conn: _init_and_log(conn, statements), reset=db_pool.keep_session, **options,
+    )  # fmt: skip
 
 
 async def _init_and_log(conn: asyncpg.Connection, into: list[str]) -> None:

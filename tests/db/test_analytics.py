@@ -4,16 +4,13 @@ write locks its users once and a user's deletion takes the rows with it by trigg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import asyncpg
-import pytest
 
 from db import tenants, users
 from db.analytics import upsert_daily_stats_many
-from db.migrate import migrate
-from db.pool import connect
+from tests.helpers import Two
 
 DAY = date(2026, 11, 1)
 
@@ -48,20 +45,8 @@ async def test_deleting_a_tenant_removes_its_users_daily_stats(conn: asyncpg.Con
     assert await stored(conn) == {kept: 2}
 
 
-@pytest.fixture
-async def two(fresh_db: str) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, int, int]]:
-    first, second = await connect(fresh_db), await connect(fresh_db)
-    try:
-        await migrate(first)
-        tenant_id = await tenants.ensure_tenant(first, "stats", "Stats")
-        yield first, second, tenant_id, await tenants.ensure_user(first, tenant_id, "u0", "User 0")
-    finally:
-        await first.close()
-        await second.close()
-
-
 async def test_an_erase_waits_for_a_write_in_flight_then_deletes_what_it_wrote(
-    two: tuple[asyncpg.Connection, asyncpg.Connection, int, int],
+    two: Two,
 ) -> None:
     writer, eraser, tenant_id, user_id = two
     write = writer.transaction()
@@ -78,7 +63,7 @@ async def test_an_erase_waits_for_a_write_in_flight_then_deletes_what_it_wrote(
 
 
 async def test_a_write_waiting_on_an_erase_finds_the_user_gone_and_writes_nothing(
-    two: tuple[asyncpg.Connection, asyncpg.Connection, int, int],
+    two: Two,
 ) -> None:
     writer, eraser, tenant_id, user_id = two
     erase = eraser.transaction()

@@ -7,7 +7,7 @@ through COPY and a staging table, so each behaviour is checked at a size on eith
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +19,7 @@ from db.metrics import STAGED_FROM, MetricRow, OwnerGone, Reading, UpsertCounts,
 from db.migrate import migrate
 from db.pool import connect
 from db.sealing import Keyring
+from tests.helpers import Two
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 METRICS = 30
@@ -313,22 +314,6 @@ async def test_a_write_for_a_connection_that_does_not_exist_raises_and_stores_no
             await upsert(conn, user_id, PROVIDER, gone, batch)
 
     assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
-
-
-Two = tuple[asyncpg.Connection, asyncpg.Connection, int, int]
-
-
-@pytest.fixture
-async def two(fresh_db: str) -> AsyncIterator[Two]:
-    """Two connections to one migrated database, and a user: (first, second, tenant id, user id)."""
-    first, second = await connect(fresh_db), await connect(fresh_db)
-    try:
-        await migrate(first)
-        tenant_id = await tenants.ensure_tenant(first, "metrics", "Metrics")
-        yield first, second, tenant_id, await tenants.ensure_user(first, tenant_id, "u0", "User 0")
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_an_erase_waits_for_a_write_in_flight_then_deletes_what_it_wrote(two: Two) -> None:
