@@ -5,10 +5,10 @@
 
 Ours: ``bot.app.make_app`` with the Slack front end on (SLACK_SIGNING_SECRET and a bot token),
 a workspace bound to a tenant and a linked user, served by aiohttp on 127.0.0.1 in a process of
-its own, as ``carebeacon web`` serves it.  The command is ``/help``: our listener answers an
-empty 200 at once and a task it starts does the work afterwards, in the same process and event
-loop (tenant and link lookups, the reply, a POST to the request's response_url), so that work
-competes with later acks exactly as in production.  Every follow-up is counted at the peer.
+its own, as ``carebeacon web`` serves it.  The command is ``/help``, run as every command is: the
+tenant and link lookup and the reply, in the ack when they are done within the answer budget,
+else after an empty ack and POSTed to the request's response_url.  Every answer is counted: in
+the ack's body, or at the peer.
 
 Baseline, in the same run: a bare ``slack_bolt.async_app.AsyncApp`` with the same signing
 secret and token, whose only listener acks ``/help`` with nothing, mounted with the same
@@ -265,7 +265,8 @@ def bodies(peer_port: int, run: str, count: int) -> list[str]:
 
 @dataclass
 class Phase(openloop.Phase):
-    followups: int = -1  # response_url posts that arrived (ours), -1 when not counted
+    answers: int = -1  # replies in an ack or POSTed to a response_url (ours), -1 when not counted
+    in_ack: int = 0  # of which in the ack
     syncs: int = -1  # sync runs completed during the phase, -1 when not busy
 
 
@@ -279,17 +280,19 @@ async def run_phase(
 ) -> Phase:  # fmt: skip
     """Warm up, then measure ``name`` against ``server`` (its port and pid)."""
     url = f"http://127.0.0.1:{server[0]}/slack/events"
-    warm, warm_count = secrets.token_hex(4), int(args.rate * args.warmup)
-    await openloop.fire(http, url, args.rate, bodies(peer_port, warm, warm_count), prepare, 200, SLACK_DEADLINE_S)
+    warm = secrets.token_hex(4)
+    warm_payloads = bodies(peer_port, warm, int(args.rate * args.warmup))
+    warmed = await openloop.fire(http, url, args.rate, warm_payloads, prepare, 200, SLACK_DEADLINE_S)
     if name.startswith("ours"):  # the warm-up's lazy work must not spill into the measured seconds
-        await followups(http, peer_port, warm, warm_count)
+        await followups(http, peer_port, warm, len(warm_payloads) - len(in_ack(warmed)))
     run = secrets.token_hex(4)
     payloads = bodies(peer_port, run, int(args.rate * args.seconds))
     syncs_before = await completed_syncs(pool) if pool is not None else None
     cpu_before, server_before, began = cpu_times(), process_cpu(server[1]), time.monotonic()
     fired = await openloop.fire(http, url, args.rate, payloads, prepare, 200, SLACK_DEADLINE_S)
     if name.startswith("ours"):  # the lazy work still running is part of what these requests cost
-        followed = await followups(http, peer_port, run, len(payloads))
+        answered_in_ack = len(in_ack(fired))
+        followed = await followups(http, peer_port, run, len(payloads) - answered_in_ack)
     took, cpu_after, server_after = time.monotonic() - began, cpu_times(), process_cpu(server[1])
     syncs = (await completed_syncs(pool)) - syncs_before if pool is not None and syncs_before is not None else -1
     busy = -1.0
@@ -300,10 +303,15 @@ async def run_phase(
         syncs=syncs,
     )  # fmt: skip
     if name.startswith("ours"):
-        phase.followups = followed
+        phase.answers, phase.in_ack = answered_in_ack + followed, answered_in_ack
     if server_before is not None and server_after is not None:
         phase.server_cpu_ms = (server_after - server_before) / len(payloads) * 1000
     return phase
+
+
+def in_ack(fired: openloop.Fired) -> list[int]:
+    """The requests whose ack carried the reply (a message with a text); an empty ack has none."""
+    return [i for i, body in fired.answered if body and "text" in json.loads(body)]
 
 
 async def followups(http: aiohttp.ClientSession, peer_port: int, run: str, expected: int) -> int:
@@ -470,8 +478,8 @@ def render(report: Report, args: argparse.Namespace) -> str:
         context = []
         if p.syncs >= 0:
             context.append(f"{p.syncs:,} syncs done")
-        if p.followups >= 0:
-            context.append(f"follow-ups {p.followups:,}/{p.sent:,}")
+        if p.answers >= 0:
+            context.append(f"answered {p.answers:,}/{p.sent:,} ({p.in_ack:,} in the ack)")
         lines.append(p.row(16, context))
     for server, (count, first) in report.log_errors.items():
         if count:

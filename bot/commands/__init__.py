@@ -25,8 +25,10 @@ Interface (what an adapter uses; everything here is frozen data or a coroutine)
    an ephemeral refusal, and are audited.  Every disclosure and action is audited with the
    chat identity, tenant, subject, command and visibility.  ``run`` does database work only
    (no calls to Slack or Discord); /sync enqueues Dramatiq work and returns at once.  Adapters
-   still ack first (Slack ``ack()``, Discord type 5 deferred) and deliver the Reply through the
-   response URL / interaction webhook, so the 3-second rule never depends on the database.
+   run it with ``background.head_start``: a Reply ready within ``ANSWER_BUDGET`` goes in the
+   ack (Slack ``ack(...)``, Discord type 4); a later one follows an empty ack (Discord: type 5
+   deferred) through the response URL / interaction webhook, so the 3-second rule never depends
+   on the database.
 
 3. Render the ``Reply``: ``title``, ``sections`` (plain text with ``*bold*``), ``fields``
    (label/value pairs), ``image`` (PNG bytes to attach, plus ``image.url``, a 30-minute URL of
@@ -43,10 +45,10 @@ Interface (what an adapter uses; everything here is frozen data or a coroutine)
    ``outcome.notice`` is an ephemeral refusal for the clicker.  ``card(conn, alert_id)`` draws an
    alert card (for posting alerts with buttons).
 
-5. Forms: before running a command, ``opens_form(name, args)`` (pure) says whether its reply
-   may be a form, so Discord can run it inside the initial response (a modal cannot follow a
-   deferral).  A Reply with ``form`` set is shown as a modal (Slack ``views.open`` with the
-   command's trigger_id; Discord type 9); its submission, the values by input key, goes to::
+5. Forms: a Reply with ``form`` set is shown as a modal (Slack ``views.open`` with the
+   command's trigger_id; Discord type 9, which must be the initial response: a form that comes
+   late is answered with its other parts, saying how to type the command); its submission, the
+   values by input key, goes to::
 
        submitted = await submit(inv, pool, keyring, public_url, form_id, values)
 
@@ -81,7 +83,6 @@ __all__ = [
     "Submitted",
     "act",
     "card",
-    "opens_form",
     "resolve",
     "run",
     "split_text",
@@ -99,7 +100,6 @@ from bot.commands.connect import connect
 from bot.commands.forms import Choice, Form, Input, Submitted
 from bot.commands.help import help_reply
 from bot.commands.registry import Access, CommandDef, Param, dispatch, dispatch_submit, resolve
-from bot.commands.rules import opens_form as rules_form
 from bot.commands.rules import rules
 from bot.commands.rules import submit as submit_rules
 from bot.commands.score import DOMAINS, score
@@ -154,8 +154,7 @@ COMMANDS: dict[str, CommandDef] = {
                 "/rules add (a form)",
                 "/rules pause 12",
             ),
-            rules_form,
-            submit_rules,
+            submit=submit_rules,
         ),  # fmt: skip
     )
 }
@@ -172,12 +171,6 @@ async def submit(
 ) -> Submitted:  # fmt: skip
     """A form's submission (see the module docstring); never raises for a user's mistake."""
     return await dispatch_submit(COMMANDS, invocation, pool, keyring, public_url, form_id, values)
-
-
-def opens_form(command: str, args: tuple[str, ...]) -> bool:
-    """Whether ``/command args`` may answer with a form (pure: no database)."""
-    found = COMMANDS.get(command)
-    return found is not None and found.opens_form is not None and found.opens_form(args)
 
 
 def split_text(text: str) -> tuple[str, ...]:

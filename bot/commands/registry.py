@@ -50,9 +50,7 @@ class CommandDef:
     access: Access
     handler: Handler
     examples: tuple[str, ...] = ()
-    # Forms: which arguments open one (pure: the adapter asks before any database work), and
-    # what takes the submission (form id, values by input key).
-    opens_form: Callable[[tuple[str, ...]], bool] | None = None
+    # What takes a form's submission (form id, values by input key), for a command that opens one.
     submit: SubmitHandler | None = None
 
     @property

@@ -29,12 +29,6 @@ _COLUMNS = {"name": "name", "min_severity": "min_severity", "metrics": "metrics"
             "cooldown": "cooldown"}  # fmt: skip
 
 
-def opens_form(args: tuple[str, ...]) -> bool:
-    """True for ``add`` alone and ``edit ID`` alone: the adapter must be ready to show a modal."""
-    verb = args[0].lower() if args else ""
-    return (verb == "add" and len(args) == 1) or (verb == "edit" and len(args) == 2 and args[1].isdigit())
-
-
 async def rules(ctx: CommandContext) -> Reply:
     args = ctx.invocation.args
     verb = args[0].lower() if args else "list"

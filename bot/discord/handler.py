@@ -1,22 +1,21 @@
 """What the front end does with an interaction, whichever transport brought it.
 
-``handle`` returns the *initial response* (at once for commands: no database work before
-the ack) and, when there is more to do, the coroutine that does it afterwards.  The HTTP
-endpoint answers the POST with the initial response; the gateway POSTs it to the callback
-endpoint.  Either then runs the rest with ``spawn``:
+``handle`` returns the *initial response* and, when there is more to do, the coroutine that
+does it afterwards.  The HTTP endpoint answers the POST with the initial response; the gateway
+POSTs it to the callback endpoint.  Either then runs the rest with ``spawn``.  Each interaction
+gets ``ANSWER_BUDGET`` (``bot.commands.background``) to be answered in the initial response:
 
-* APPLICATION_COMMAND: deferred (type 5, ephemeral), then resolve → run through the command
-  core and PATCH the reply over ``@original`` through the interaction webhook.  A reply that
-  is not ephemeral goes as a public follow-up instead (a deferral's visibility is fixed).
-* A command that may answer with a form (``commands.opens_form``: ``/rules add``) runs before
-  the initial response, since a modal cannot follow a deferral: MODAL (type 9) with the form,
-  or the reply as an ephemeral message (type 4).  MODAL_SUBMIT (type 5) likewise: the core
-  validates it and the answer, or the errors by input, is an ephemeral message.  Either one
-  taking over ``BUTTON_BUDGET`` is deferred and its reply PATCHed when done.
-* MESSAGE_COMPONENT (alert buttons): the click is authorised and applied by the core's ``act``
-  and answered inline: UPDATE_MESSAGE (type 7) with the redrawn card, or an ephemeral refusal.
-  Should that take longer than ``BUTTON_BUDGET`` it is answered DEFERRED_UPDATE_MESSAGE (6)
-  and the card is PATCHed when it is done.
+* APPLICATION_COMMAND: resolve → run through the command core.  Done in time, the reply is the
+  initial response: MODAL (type 9) for a form (a modal cannot follow a deferral), else a message
+  (type 4) as visible as the reply says.  Still working, or carrying the chart (a file, which
+  goes in a multipart edit), it is deferred (type 5, ephemeral) and the reply PATCHed over
+  ``@original`` through the interaction webhook; a public reply then goes as a public follow-up
+  instead (a deferral's visibility is fixed), and a form's reply says how to type it.
+* MODAL_SUBMIT likewise: the core validates it, and the answer, or the errors by input, is an
+  ephemeral message.
+* MESSAGE_COMPONENT (alert buttons): the click is authorised and applied by the core's ``act``:
+  UPDATE_MESSAGE (type 7) with the redrawn card, or an ephemeral refusal.  Late, it is answered
+  DEFERRED_UPDATE_MESSAGE (6) and the card is PATCHed when it is done.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import asyncpg
 
 from bot import commands
 from bot.commands import ActionOutcome, Button, ChatIdentity, Reply
-from bot.commands.background import Background
+from bot.commands.background import Background, head_start
 from bot.discord import render
 from bot.discord.interaction import EPHEMERAL, Callback, Incoming, Type
 from bot.discord.rest import DiscordApiError, DiscordRest
@@ -39,7 +38,6 @@ from db.sealing import Keyring
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 Later = Coroutine[Any, Any, None]
-BUTTON_BUDGET = 2.0  # seconds of the 3 Discord allows, leaving room for the network
 FAILED = Reply("Something went wrong", ("It has been logged. Please try again later.",))
 
 
@@ -52,13 +50,10 @@ class Interactions:
         """The initial response, and the work that follows it (None: nothing follows)."""
         if incoming.type == Type.PING:
             return {"type": Callback.PONG}, None
-        if incoming.type == Type.APPLICATION_COMMAND and commands.opens_form(incoming.command, self.args(incoming)):
+        if incoming.type == Type.APPLICATION_COMMAND:
             return await self._soon(incoming, self._run(incoming))
         if incoming.type == Type.MODAL_SUBMIT:
             return await self._soon(incoming, self._submit(incoming))
-        if incoming.type == Type.APPLICATION_COMMAND:
-            deferred = {"type": Callback.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": {"flags": EPHEMERAL}}
-            return deferred, self._command(incoming)
         if incoming.type == Type.MESSAGE_COMPONENT:
             return await self._component(incoming)
         if incoming.type == Type.AUTOCOMPLETE:
@@ -115,28 +110,21 @@ class Interactions:
             return FAILED
 
     async def _soon(self, incoming: Incoming, work: Coroutine[Any, Any, Reply]) -> tuple[Json, Later | None]:
-        """The reply of ``work`` as the initial response (a modal for a form, else an ephemeral
-        message), or a deferral and the reply PATCHed later when it takes over BUTTON_BUDGET."""
-        task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task}, timeout=BUTTON_BUDGET)
-        if done:
-            reply = task.result()
+        """The reply of ``work`` as the initial response (a modal for a form, else a message), or
+        a deferral and the reply delivered later (see the module docstring)."""
+        answering = await head_start(work)
+        if answering.done():
+            reply = answering.result()
             if reply.form is not None:
                 return {"type": Callback.MODAL, "data": render.modal(reply.form)}, None
-            message = render.message(reply, ephemeral=True).payload
-            return {"type": Callback.CHANNEL_MESSAGE_WITH_SOURCE, "data": message}, None
+            message = render.message(reply)
+            if message.png is None:
+                return {"type": Callback.CHANNEL_MESSAGE_WITH_SOURCE, "data": message.payload}, None
         deferred = {"type": Callback.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": {"flags": EPHEMERAL}}
-        return deferred, self._late_reply(incoming, task)
+        return deferred, self._late_reply(incoming, answering)
 
-    async def _late_reply(self, incoming: Incoming, task: asyncio.Future[Reply]) -> None:
-        # A form cannot follow a deferral: its reply says how to type the command instead.
-        try:
-            await self.rest.edit_original(incoming.token, render.message(await task, ephemeral=True))
-        except DiscordApiError as exc:
-            log.warning("discord reply not delivered (interaction %s): %s", incoming.id, exc)
-
-    async def _command(self, incoming: Incoming) -> None:
-        reply = await self._run(incoming)
+    async def _late_reply(self, incoming: Incoming, answering: asyncio.Future[Reply]) -> None:
+        reply = await answering
         try:
             if reply.ephemeral:
                 await self.rest.edit_original(incoming.token, render.message(reply, ephemeral=True))
@@ -151,9 +139,8 @@ class Interactions:
         parsed = Button.parse(incoming.custom_id)
         if parsed is None:
             return {"type": Callback.DEFERRED_UPDATE_MESSAGE}, None  # not ours (or tampered): nothing
-        clicked = asyncio.ensure_future(self._act(incoming, *parsed))
-        done, _ = await asyncio.wait({clicked}, timeout=BUTTON_BUDGET)
-        if done:
+        clicked = await head_start(self._act(incoming, *parsed))
+        if clicked.done():
             return _answer(clicked.result()), None
         return {"type": Callback.DEFERRED_UPDATE_MESSAGE}, self._late(incoming, clicked)
 

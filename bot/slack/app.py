@@ -1,17 +1,21 @@
 """The Bolt app: slash commands, alert buttons, modal submissions and lifecycle events, over the
 command core.  The same app serves HTTP (/slack/events) and Socket Mode.
 
-Commands and clicks are acked at once with an empty body (Slack shows nothing; the 3-second
-rule holds whatever the database does) and do their work in a task started after the ack,
-answering through the request's response_url, or opening the core's form as a modal with the
-command's trigger_id.  Not Bolt's lazy listeners: they deep-copy every request before the ack,
-and its respond() opens a new HTTP session per reply; the task reuses one kept-alive session.
-Slow work (/sync) is further handed to Dramatiq by the core.  A modal submission is different:
-Slack takes its validation errors only in the ack, so the core checks it inline.
+A command gets ``ANSWER_BUDGET`` to answer within its ack: Slack shows an ack's message as the
+command's reply, so a quick command (most are: a lookup or two) costs one request and no
+response_url POST.  A command still working then (or opening a form, which needs ``views.open``
+with its trigger_id) is acked empty and finishes in a task, answering through the request's
+response_url; the 3-second rule holds whatever the database does.  Not Bolt's lazy listeners:
+they deep-copy every request before the ack, and its respond() opens a new HTTP session per
+reply; the task reuses one kept-alive session.  Slow work (/sync) is further handed to Dramatiq
+by the core.  Clicks are acked empty and answered through response_url, the only way to redraw
+the clicked message.  A modal submission takes its validation errors only in the ack, so the
+core checks it inline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -30,7 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands
 from bot.commands import Button, ChatIdentity
-from bot.commands.background import Background
+from bot.commands.background import Background, head_start
 from bot.slack import render
 from bot.slack.settings import SCOPES, SlackSettings
 from bot.slack.stores import PgInstallationStore, PgOAuthStateStore
@@ -105,8 +109,12 @@ class Listeners:
         bolt.event("tokens_revoked")(self.tokens_revoked)
 
     async def command_acked(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        answering = await head_start(self.command(body, context))
+        if answering.done() and answering.result().form is None:
+            await ack(**render.message(answering.result()))
+            return
         await ack()
-        self.after_ack(self.command(body, context), f"/{body.get('command', '')}")
+        self.after_ack(self.answer_later(body, context, answering), f"/{body.get('command', '')}")
 
     async def button_acked(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
@@ -142,7 +150,8 @@ class Listeners:
         if self._http is not None:
             await self._http.close()
 
-    async def command(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def command(self, body: dict[str, Any], context: AsyncBoltContext) -> commands.Reply:
+        """The command's reply through the core; a failure is logged and answered with an apology."""
         name = str(body.get("command", "")).lstrip("/").removeprefix("cb-")
         identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
         request_id = str(body.get("trigger_id", ""))
@@ -151,11 +160,16 @@ class Listeners:
                 self.pool, identity, name, commands.split_text(str(body.get("text", ""))),
                 response_url=body.get("response_url"), channel_id=body.get("channel_id"), request_id=request_id,
             )  # fmt: skip
-            reply = await commands.run(inv, self.pool, self.keyring, self.public_url)
+            return await commands.run(inv, self.pool, self.keyring, self.public_url)
         except Exception:
-            # The ack went out already: say something rather than leave the user waiting.
             log.exception("slack /%s failed (request %s)", name, request_id)
-            reply = commands.Reply("Something went wrong", ("It has been logged. Please try again later.",))
+            return commands.Reply("Something went wrong", ("It has been logged. Please try again later.",))
+
+    async def answer_later(
+        self, body: dict[str, Any], context: AsyncBoltContext, answering: asyncio.Future[commands.Reply]
+    ) -> None:
+        """After an empty ack: open the reply's form as a modal, else POST the reply to response_url."""
+        reply = await answering
         if reply.form is not None:
             try:
                 view = render.modal(reply.form, body.get("channel_id"))
@@ -164,7 +178,7 @@ class Listeners:
                 return
             except SlackApiError as exc:
                 # expired_trigger_id (over 3 s) and the like: the reply says how to type it instead.
-                log.warning("slack /%s form not opened (request %s): %s", name, request_id, exc.response.get("error"))
+                log.warning("slack /%s form not opened: %s", body.get("command"), exc.response.get("error"))
         await self.respond(body, render.message(reply))
 
     async def submitted(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:

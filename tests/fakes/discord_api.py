@@ -94,13 +94,7 @@ class FakeDiscordApi(Peer):
                 problems.append("a follow-up is a POST")
             return problems + message_problems(request, payload(request), self.files)
         if (found := _CALLBACK.match(path)) is not None:
-            body = payload(request)
-            problems = [] if body.get("type") in (1, 4, 5, 6, 7, 8, 9) else ["unknown callback type"]
-            if body.get("type") in (4, 7):
-                problems += message_problems(request, body.get("data") or {}, self.files)
-            if body.get("type") == 9:
-                problems += modal_problems(body.get("data") or {})
-            return problems
+            return response_problems(request, payload(request), self.files)
         if (found := _COMMANDS.match(path)) is not None:
             problems = self._bot(request) + ([] if found[1] == APP_ID else ["another application"])
             return (
@@ -116,6 +110,13 @@ class FakeDiscordApi(Peer):
             expected = "Basic " + base64.b64encode(f"{APP_ID}:{CLIENT_SECRET}".encode()).decode()
             return problems + ([] if request.headers.get("authorization") == expected else ["client credentials"])
         return []
+
+    def answer_problems(self, response: dict[str, Any]) -> list[str]:
+        """What is wrong with an initial response given as the body of the answer to an HTTP
+        interaction (JSON; a file would need the callback endpoint's multipart)."""
+        body = json.dumps(response).encode()
+        answer = Received("POST", "/interaction-answer", {}, {"content-type": "application/json"}, body)
+        return response_problems(answer, response, self.files)
 
     def _bot(self, request: Received) -> list[str]:
         return [] if request.headers.get("authorization") == f"Bot {BOT_TOKEN}" else ["not the bot token"]
@@ -224,6 +225,16 @@ def message_problems(request: Received, body: dict[str, Any], files: dict[str, l
                 files.setdefault(request.path, []).append(data)
     elif attachments:
         problems.append("attachments without a multipart body")
+    return problems
+
+
+def response_problems(request: Received, body: dict[str, Any], files: dict[str, list[bytes]]) -> list[str]:
+    """An interaction's initial response (callback types 1, 4–9), in the documented shapes."""
+    problems = [] if body.get("type") in (1, 4, 5, 6, 7, 8, 9) else ["unknown callback type"]
+    if body.get("type") in (4, 7):
+        problems += message_problems(request, body.get("data") or {}, files)
+    if body.get("type") == 9:
+        problems += modal_problems(body.get("data") or {})
     return problems
 
 

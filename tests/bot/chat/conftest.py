@@ -191,6 +191,17 @@ async def reply_at(api: FakeSlackApi, path: str, count: int = 1, timeout: float 
     return found
 
 
+async def reply_to(api: FakeSlackApi, sent: Sent) -> dict[str, Any]:
+    """A command's reply: the ack's message when it carried one (a command done within the answer
+    budget), else the one POST to its response_url."""
+    acked = await sent.response.text()
+    if acked:
+        reply: dict[str, Any] = json.loads(acked)
+        return reply
+    (posted,) = await reply_at(api, sent.path)
+    return posted
+
+
 def text_of(message: dict[str, Any]) -> str:
     """Everything a person would read in a Block Kit message, as one string."""
     parts = [message.get("text", "")]

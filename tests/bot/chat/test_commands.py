@@ -1,21 +1,25 @@
-"""Every command through the real /slack/events endpoint: an ack within 3 s, then the reply at
-the response_url (checked against Block Kit's limits by the fake), ephemeral where it must be."""
+"""Every command through the real /slack/events endpoint: an ack within 3 s carrying the reply, or
+an empty one and the reply at the response_url (checked against Block Kit's limits by the fake),
+ephemeral where it must be."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import dramatiq
+import pytest
 from aiohttp.test_utils import TestClient
 
+from bot.commands import background
 from db import connections
 from pipeline import actors, runtime
 from pipeline.providers.simulator import issue_tokens
 from pipeline.sync import run_sync
-from tests.bot.chat.conftest import PUBLIC_URL, Clinic, reply_at, slash, text_of
+from tests.bot.chat.conftest import PUBLIC_URL, Clinic, reply_at, reply_to, slash, text_of
 from tests.fakes.slack_api import FakeSlackApi
 from tests.helpers import eventually
 
@@ -24,8 +28,7 @@ async def run(client: TestClient, api: FakeSlackApi, clinic: Clinic, user: str, 
     sent = await slash(client, api, clinic.team, user, command, text)
     assert sent.response.status == 200
     assert sent.elapsed < 3.0  # Slack's deadline for the ack
-    assert await sent.response.text() == ""  # the ack says nothing; the answer follows
-    return (await reply_at(api, sent.path))[0]
+    return await reply_to(api, sent)
 
 
 async def test_help_is_generated_from_the_definitions_and_shows_an_unlinked_user_only_help_and_connect(
@@ -38,6 +41,21 @@ async def test_help_is_generated_from_the_definitions_and_shows_an_unlinked_user
     for name in ("/help", "/connect", "/sync", "/score", "/alerts", "/rules"):
         assert name in text_of(linked)
     assert "/connect" in text_of(unlinked) and "/score" not in text_of(unlinked)
+
+
+async def test_a_quick_command_answers_in_its_ack_and_a_slow_one_acks_empty_and_answers_at_the_response_url(
+    client: TestClient, slack_api: FakeSlackApi, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = await slash(client, slack_api, clinic.team, clinic.nurse.chat_user, "/help")
+    assert "CareBeacon commands" in text_of(json.loads(await quick.response.text()))
+
+    monkeypatch.setattr(background, "ANSWER_BUDGET", 0)  # no command is that quick
+    slow = await slash(client, slack_api, clinic.team, clinic.nurse.chat_user, "/help")
+    assert await slow.response.text() == ""
+    (posted,) = await reply_at(slack_api, slow.path)
+
+    assert "CareBeacon commands" in text_of(posted) and posted["response_type"] == "ephemeral"
+    assert slack_api.replies(quick.path) == []  # the quick one was answered once: in its ack
 
 
 async def test_connect_for_an_unlinked_identity_gives_a_one_time_link_to_our_link_page(
@@ -92,12 +110,11 @@ async def test_sync_acks_at_once_and_a_follow_up_reports_rows_and_duration(
                                  provider="simulator", tokens=issue_tokens(), settings={"seed": "chat"})  # fmt: skip
     sent = await slash(client, slack_api, clinic.team, clinic.patient.chat_user, "/sync")
     assert sent.response.status == 200 and sent.elapsed < 3.0
-    # The worker's follow-up may already have come as well when the first reply is looked at.
-    started = (await reply_at(slack_api, sent.path))[0]
+    started = await reply_to(slack_api, sent)
     assert "Sync started" in text_of(started) and started["response_type"] == "ephemeral"
 
     await settle_followup(pool, pipeline_runtime, clinic.tenant_id)
-    started, finished = await reply_at(slack_api, sent.path, count=2, timeout=30)
+    (finished,) = await reply_at(slack_api, sent.path, timeout=30)
     assert finished["response_type"] == "ephemeral" and finished["replace_original"] is False
     assert "Sync finished" in text_of(finished) and "rows stored" in text_of(finished)
     assert " s." in text_of(finished)  # the duration

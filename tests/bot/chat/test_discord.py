@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bot.app import make_app
+from bot.commands import background
 from bot.discord.endpoint import VERIFIER
 from bot.discord.settings import DiscordSettings
 from bot.discord.verify import Verifier
@@ -224,12 +225,23 @@ def buttons_of(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for row in message.get("components", []) for b in row["components"]]
 
 
+async def reply_to(api: FakeDiscordApi, sent: Sent) -> dict[str, Any]:
+    """A command's reply: the initial response's message (type 4) when the command was done within
+    the answer budget, else the one PATCHed over the deferral (type 5, ephemeral)."""
+    first = await sent.json()
+    if first["type"] == 4:
+        assert api.answer_problems(first) == []
+        reply: dict[str, Any] = first["data"]
+        return reply
+    assert first == {"type": 5, "data": {"flags": 64}}
+    return await edited(api, sent.token)
+
+
 async def run(client: TestClient, api: FakeDiscordApi, guild: Guild, user: str, name: str, **options: str) -> dict:
-    """A command through the endpoint: the deferred ack within 3 s, then the reply at the webhook."""
+    """A command through the endpoint: answered within 3 s, ephemeral, mentioning nobody."""
     sent = await slash(client, api, guild.guild_id, user, name, **options)
     assert sent.response.status == 200 and sent.elapsed < 3.0  # Discord's deadline for the initial response
-    assert await sent.json() == {"type": 5, "data": {"flags": 64}}  # deferred, ephemeral
-    reply = await edited(api, sent.token)
+    reply = await reply_to(api, sent)
     assert reply["flags"] == 64 and reply["allowed_mentions"] == {"parse": []}
     return reply
 
@@ -314,6 +326,20 @@ async def test_help_lists_the_commands_a_linked_member_may_use_and_only_help_and
     assert "/connect" in text_of(unlinked) and "/score" not in text_of(unlinked)
 
 
+async def test_a_quick_command_is_the_initial_response_and_a_slow_one_is_deferred_then_patched(
+    discord_client: TestClient, discord_api: FakeDiscordApi, guild: Guild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = await slash(discord_client, discord_api, guild.guild_id, guild.nurse.snowflake, "help")
+    answer = await quick.json()
+    assert answer["type"] == 4 and "/score" in text_of(answer["data"]) and answer["data"]["flags"] == 64
+
+    monkeypatch.setattr(background, "ANSWER_BUDGET", 0)  # no command is that quick
+    slow = await slash(discord_client, discord_api, guild.guild_id, guild.nurse.snowflake, "help")
+    assert await slow.json() == {"type": 5, "data": {"flags": 64}}
+    assert "/score" in text_of(await edited(discord_api, slow.token))
+    assert discord_api.bodies(discord_api.original(quick.token)) == []  # answered once: in the response
+
+
 async def test_connect_gives_an_unlinked_member_a_link_button_to_our_link_page(
     discord_client: TestClient, discord_api: FakeDiscordApi, guild: Guild
 ) -> None:
@@ -347,7 +373,7 @@ async def test_sync_acks_at_once_and_the_follow_up_webhook_gets_the_result(
                                  provider="simulator", tokens=issue_tokens(), settings={"seed": "discord"})  # fmt: skip
     sent = await slash(discord_client, discord_api, guild.guild_id, guild.patient.snowflake, "sync")
     assert sent.response.status == 200 and sent.elapsed < 3.0
-    started = await edited(discord_api, sent.token)
+    started = await reply_to(discord_api, sent)
     assert "Sync started" in text_of(started) and started["flags"] == 64
 
     await settle_followup(pool, pipeline_runtime, guild.tenant_id)

@@ -36,11 +36,11 @@ from tests.bot.chat.test_discord import (  # noqa: F401  (fixtures)
     discord_client,
     discord_client_factory,
     discord_settings,
-    edited,
     guild,
     other_guild,
     press,
     raise_alert,
+    reply_to,
     slash,
     snowflake,
     text_of,
@@ -57,7 +57,7 @@ LOCAL = Transport(DestinationPolicy(allow_private=True), timeout=2.0)
 async def _link_flow(client: TestClient, api: FakeDiscordApi, guild: Guild, owner: str, code: str) -> tuple[str, str]:
     """/connect as ``owner``, open the link, give the code: the state cookie and redirect URI."""
     sent = await slash(client, api, guild.guild_id, owner, "connect")
-    (button,) = buttons_of(await edited(api, sent.token))
+    (button,) = buttons_of(await reply_to(api, sent))
     token = parse_qs(urlsplit(button["url"]).query)["token"][0]
     page = await client.get(f"/chat/link?token={token}")
     assert page.status == 200 and "Link Discord user" in await page.text()
@@ -168,9 +168,9 @@ async def test_a_gateway_interaction_goes_through_the_same_handlers_and_is_answe
     await rest.close()
 
     callback = f"{API}/interactions/{interaction_id}/{token}/callback"
-    assert discord_api.bodies(callback) == [{"type": 5, "data": {"flags": 64}}]
-    reply = await edited(discord_api, token)
-    assert "/score" in text_of(reply) and reply["flags"] == 64
+    (answer,) = discord_api.bodies(callback)
+    assert discord_api.problems[callback] == []
+    assert answer["type"] == 4 and "/score" in text_of(answer["data"]) and answer["data"]["flags"] == 64
 
 
 # -- alerts with buttons -------------------------------------------------------------------------------

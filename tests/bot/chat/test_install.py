@@ -16,7 +16,7 @@ from bot.settings import BotSettings
 from bot.slack.stores import PgInstallationStore
 from db import chat
 from pipeline import runtime
-from tests.bot.chat.conftest import PUBLIC_URL, Clinic, reply_at, signed, slack_settings, slash, text_of
+from tests.bot.chat.conftest import PUBLIC_URL, Clinic, reply_to, signed, slack_settings, slash, text_of
 from tests.fakes.slack_api import CLIENT_ID, FakeSlackApi
 from tests.helpers import eventually
 
@@ -60,7 +60,7 @@ async def test_an_install_stores_the_bot_token_sealed_and_commands_then_work(
 
     sent = await slash(oauth_client, slack_api, clinic.team, clinic.patient.chat_user, "/help")
     assert sent.response.status == 200
-    assert "/score" in text_of((await reply_at(slack_api, sent.path))[0])
+    assert "/score" in text_of(await reply_to(slack_api, sent))
 
 
 async def test_a_replayed_oauth_state_is_refused(

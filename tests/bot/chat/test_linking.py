@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from db import chat, tenants
-from tests.bot.chat.conftest import Clinic, reply_at, slash
+from tests.bot.chat.conftest import Clinic, reply_to, slash
 from tests.fakes.slack_api import FakeSlackApi
 
 COOKIE = "cb-chat-link"
@@ -17,7 +17,7 @@ COOKIE = "cb-chat-link"
 
 async def link_url(client: TestClient, api: FakeSlackApi, team: str, user: str) -> str:
     sent = await slash(client, api, team, user, "/connect")
-    (reply,) = await reply_at(api, sent.path)
+    reply = await reply_to(api, sent)
     (url,) = [e["url"] for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"] if "url" in e]
     return url
 

@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from db import notification_rules
-from tests.bot.chat.conftest import Clinic, reply_at, signed, slash, text_of
+from tests.bot.chat.conftest import Clinic, reply_at, reply_to, signed, slash, text_of
 from tests.fakes.slack_api import FakeSlackApi
 from tests.helpers import eventually
 
@@ -187,7 +187,7 @@ async def test_a_viewer_gets_no_edit_form_and_a_forged_submission_is_refused_and
     nurse_view = await open_form(client, slack_api, clinic, clinic.nurse.chat_user, f"edit {rule_id}")
 
     sent = await slash(client, slack_api, clinic.team, clinic.viewer.chat_user, "/rules", f"edit {rule_id}")
-    (refusal,) = await reply_at(slack_api, sent.path)
+    refusal = await reply_to(slack_api, sent)
     forged, _ = await submit(client, clinic, clinic.viewer.chat_user, nurse_view, {"name": "Mine now"})
 
     assert "Not allowed" in text_of(refusal)
@@ -230,7 +230,7 @@ async def test_rules_channels_lists_the_tenants_channels_by_id_without_their_des
     client: TestClient, slack_api: FakeSlackApi, clinic: Clinic, other_clinic: Clinic
 ) -> None:
     sent = await slash(client, slack_api, clinic.team, clinic.patient.chat_user, "/rules", "channels")
-    (reply,) = await reply_at(slack_api, sent.path)
+    reply = await reply_to(slack_api, sent)
 
     shown = text_of(reply)
     assert f"#{clinic.channel_id} ward" in shown and "console" in shown
@@ -243,5 +243,5 @@ async def test_a_rule_id_too_big_for_the_database_is_a_usage_error_not_a_failure
 ) -> None:
     for text in ("pause 99999999999999999999", "edit 99999999999999999999"):
         sent = await slash(client, slack_api, clinic.team, clinic.nurse.chat_user, "/rules", text)
-        (reply,) = await reply_at(slack_api, sent.path)
+        reply = await reply_to(slack_api, sent)
         assert "is not a rule id" in text_of(reply) and "Something went wrong" not in text_of(reply)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.bot.chat.conftest import Clinic, link, reply_at, slash, text_of
+from tests.bot.chat.conftest import Clinic, link, reply_to, slash, text_of
 from tests.fakes.slack_api import FakeSlackApi
 
 
 async def answer(client: TestClient, api: FakeSlackApi, team: str, user: str, command: str, text: str = "") -> str:
     sent = await slash(client, api, team, user, command, text)
     assert sent.response.status == 200 and sent.elapsed < 3.0
-    (reply,) = await reply_at(api, sent.path)
+    reply = await reply_to(api, sent)
     assert reply["response_type"] == "ephemeral"
     return text_of(reply)
 

@@ -16,7 +16,7 @@ from bot.settings import BotSettings
 from bot.slack.settings import SlackSettings
 from db import SettingError
 from pipeline import runtime
-from tests.bot.chat.conftest import PUBLIC_URL, Clinic, command_fields, reply_at, slack_settings, text_of
+from tests.bot.chat.conftest import PUBLIC_URL, Clinic, command_fields, slack_settings, text_of
 from tests.fakes.slack_api import FakeSlackApi
 from tests.helpers import eventually
 
@@ -53,17 +53,18 @@ async def acked(api: FakeSlackApi, envelope_id: str) -> dict[str, Any]:
     return ack
 
 
-async def test_a_slash_command_envelope_is_acked_over_the_socket_and_answered_at_the_response_url(
+async def test_a_slash_command_envelope_is_answered_in_its_ack_over_the_socket(
     socket_client: TestClient, slack_api: FakeSlackApi, clinic: Clinic
 ) -> None:
     path, fields = command_fields(slack_api, clinic.team, clinic.nurse.chat_user, "/help")
     envelope_id = slack_api.envelope("slash_commands", fields)
 
     ack = await acked(slack_api, envelope_id)
-    (reply,) = await reply_at(slack_api, path)
 
-    assert ack == {"envelope_id": envelope_id}  # an empty ack: the answer follows
+    assert ack["envelope_id"] == envelope_id
+    reply = ack["payload"]
     assert reply["response_type"] == "ephemeral" and "/rules" in text_of(reply)
+    assert slack_api.replies(path) == []  # answered once, in the ack
     open_call = slack_api.received("/api/apps.connections.open")[-1]
     assert open_call.method == "POST" and open_call.headers["authorization"].startswith("Bearer xapp-")
 
@@ -107,10 +108,9 @@ async def test_after_slack_asks_for_a_refresh_the_client_reconnects_and_carries_
     await eventually(lambda: _connected(slack_api, before), 15, "a new Socket Mode connection")
     assert len(slack_api.received("/api/apps.connections.open")) == opened + 1  # a fresh URL, not the used one
 
-    path, fields = command_fields(slack_api, clinic.team, clinic.patient.chat_user, "/help")
-    await acked(slack_api, slack_api.envelope("slash_commands", fields))
-    (reply,) = await reply_at(slack_api, path)
-    assert "CareBeacon commands" in text_of(reply)
+    _, fields = command_fields(slack_api, clinic.team, clinic.patient.chat_user, "/help")
+    ack = await acked(slack_api, slack_api.envelope("slash_commands", fields))
+    assert "CareBeacon commands" in text_of(ack["payload"])
 
 
 async def test_an_events_api_envelope_reaches_the_event_listeners(
