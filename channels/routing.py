@@ -12,6 +12,14 @@ message, or coming back moments apart) are routed together: one statement reads 
 claims every send, the sends go out at once, and their outcomes are written as they end.  Each
 alert still gets its own report, its own log rows and its own retry; two alerts of one patient
 and key are never in one round, so the second sees the first's send (its cooldown's evidence).
+
+Across worker processes the cooldown holds too.  Two workers may read two alerts of one patient
+and key at the same moment, each before the other's claim; but a send under a rule with a
+cooldown also claims the rule's cooldown for the patient and key, in the same statement, and
+only while that claim is as the read found it (db.delivery_log.start_each).  The worker that
+finds it changed sends nothing: the alert waits, as for a send in flight, and is decided again
+(IN_FLIGHT_RECHECK later), which suppresses it once the other send is delivered, or sends it if
+that send failed; what one worker routing both alerts in turn would have done.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import asyncpg
 from channels.base import Delivery, DeliveryStatus
 from channels.context import NO_KEYS, DeploymentKeys, SendContext
 from channels.errors import TransientDeliveryError
-from channels.rules import INHIBIT_WINDOW, Action, by_channel, decide, mute_reason
+from channels.rules import IN_FLIGHT_RECHECK, INHIBIT_WINDOW, Action, by_channel, decide, mute_reason
 from channels.sending import Sent, Target, claim, deliver, failed_for_good, send_claimed, send_once
 from channels.summary import escalated
 from db import alerts, audit, delivery_log, notification_channels
@@ -221,6 +229,14 @@ async def _route_round(
                 found[alert_id] = exc
         targets = [t for plan in plans for t in plan.plain]
         attempts = await claim(conn, targets, lease) if targets else {}
+    for plan in plans:
+        if any(attempts[t.key].cooldown_taken for t in plan.plain):
+            # Another worker's alert of the patient and key claimed the cooldown since the load:
+            # its send counts as one in flight, so the alert waits and is decided again.
+            log.info("alert %s: another alert claimed its cooldown; deciding again later", plan.alert.id)
+            plan.later.append(now + IN_FLIGHT_RECHECK)
+            plan.plain = [t for t in plan.plain if not attempts[t.key].cooldown_taken]
+    targets = [t for plan in plans for t in plan.plain]
     # Routing is done with these sends for an alert where nothing waits and nothing retries.
     routed = {p.alert.id: Routed(p.alert.id, now, p.escalate_at) for p in plans if not p.later and not p.tally.retrying}
     claimed = await send_claimed(pool, context, targets, attempts, routed)
@@ -273,7 +289,7 @@ async def _plan(
             # A group gathers riders per channel: its own claim, in its own transaction.
             plan.tally.add(channel, await deliver(conn, context, alert, channel, decision.rule, now, lease))
         else:
-            plan.plain.append(Target(alert, channel, decision.rule))
+            plan.plain.append(Target(alert, channel, decision.rule, found.claims.get(decision.rule.id)))
     return plan
 
 

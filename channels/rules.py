@@ -2,6 +2,10 @@
 hours, or suppress (silence, inhibition, cooldown).  ``decide`` is pure: routing reads its
 evidence (the silence, the inhibitor, the cooldown's last send) in one query (db.routing.load);
 ``decide_now`` reads it for one alert.  ``now`` is passed in, so a test can stand anywhere in the day.
+
+A cooldown's evidence may change between that read and the send's claim (another worker's alert
+of the same patient and key): the claim finds out (db.delivery_log.start_each), and routing then
+waits and decides again, as when the evidence is in flight.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from db.routing import Rule
 
 # A critical alert mutes the patient's lesser alerts on the same metric raised this close to it.
 INHIBIT_WINDOW = timedelta(hours=1)
-# An alert whose cooldown evidence is still being sent looks again this much later: by then that
-# send is delivered (suppress this one) or failed (send this one).
+# An alert whose cooldown evidence is still being sent (or whose claim found another alert's
+# claim of the cooldown) looks again this much later: by then that send is delivered (suppress
+# this one) or failed (send this one).
 IN_FLIGHT_RECHECK = timedelta(seconds=10)
 
 

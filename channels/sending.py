@@ -4,9 +4,11 @@ The log row comes first (db/delivery_log.py): an (alert, channel) that is settle
 sent again, and one whose attempt is in flight elsewhere waits for that attempt's lease.
 
 Ungrouped sends go in batches, across alerts: ``claim`` starts every (alert, channel) of a batch
-in one statement; ``send_claimed`` sends them all at once, without holding a pool connection,
-and logs the outcomes as the sends end, each write with the ``routed_at`` of the alerts it
-completes.  A grouped send (``deliver``) runs on the caller's connection.
+in one statement, which also claims the cooldowns of their rules (routing holds back the sends
+whose cooldown another worker claimed since it read it); ``send_claimed`` sends them all at
+once, without holding a pool connection, and logs the outcomes as the sends end, each write with
+the ``routed_at`` of the alerts it completes.  A grouped send (``deliver``) runs on the caller's
+connection, and claims no cooldown.
 """
 
 from __future__ import annotations
@@ -109,11 +111,14 @@ async def deliver(
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """An ungrouped send to make: the alert, to the channel, for the rule."""
+    """An ungrouped send to make: the alert, to the channel, for the rule.  ``claim_seen``: the
+    rule's claim of its cooldown that routing read (``Routing.claims``), which the send's claim
+    must still find."""
 
     alert: Alert
     channel: ChannelRow
     rule: Rule
+    claim_seen: int | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -123,9 +128,12 @@ class Target:
 async def claim(
     conn: asyncpg.Connection, targets: Sequence[Target], lease: timedelta
 ) -> dict[tuple[int, int], Attempt]:
-    """Start the attempt of each target, in one statement: (alert id, channel id) → its Attempt."""
+    """Start the attempt of each target, in one statement: (alert id, channel id) → its Attempt.
+    A target whose rule has a cooldown also claims that, unless another alert of the patient and
+    key claimed it since routing read it: then its Attempt is ``cooldown_taken``."""
     rows = [(t.alert.id, t.channel.id, t.rule.id) for t in targets]
-    return await delivery_log.start_each(conn, rows, lease=lease)
+    cooldowns = {(t.alert.id, t.rule.id): t.claim_seen for t in targets if t.rule.cooldown > timedelta(0)}
+    return await delivery_log.start_each(conn, rows, lease=lease, cooldowns=cooldowns)
 
 
 @dataclass

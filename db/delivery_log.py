@@ -4,11 +4,15 @@ Every write takes the alert's row lock, so "is this (alert, channel) settled?" a
 that follows are one atomic step however many workers route the alert at once.  Settled means
 the channel has the alert (delivered), must never get it (suppressed, pruned), or refused it
 for good (failed with a permanent or auth error class); only then is nothing left to try.
+
+The lock does not cover a cooldown: two alerts of one patient and key are two rows.  A batch's
+claim (``start_each``) therefore also claims the cooldown of each rule that has one, for the
+patient and key, and refuses when another alert claimed it since routing read the evidence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,10 +32,13 @@ DECIDED = ("suppressed", "deferred")
 class Attempt:
     """What ``start_attempts`` found: new attempts to make (alert id → log row id; the lead
     alert first), an attempt of the lead still in flight (and how long its lease runs), or
-    neither because the channel already has the lead alert."""
+    neither because the channel already has the lead alert.  ``cooldown_taken`` (``start_each``
+    only): nothing started, because another alert claimed the rule's cooldown since routing read
+    it; the alert must be decided again."""
 
     log_ids: dict[int, int] = field(default_factory=dict)
     in_flight_for: timedelta | None = None
+    cooldown_taken: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,20 +157,46 @@ async def start_attempts(
 # (alert, channel, purpose) are numbered 1, 2, 3... by max + 1 under a unique key, so a row this
 # snapshot misses holds exactly the number it would take.  The insert then fails on the key,
 # and ``start_each`` runs the statement again with a new snapshot, which sees the other attempt.
-_START_EACH = (
+_START_HEAD = (
     "WITH want AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY"
     "   AS w(alert_id, channel_id, rule_id, n)),"
-    " locked AS MATERIALIZED (SELECT id FROM alerts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE),"
-    " state AS MATERIALIZED (SELECT w.n, w.alert_id, w.channel_id, w.rule_id, s.* FROM want w"
-    "   JOIN locked ON locked.id = w.alert_id CROSS JOIN LATERAL ("
+    " locked AS MATERIALIZED (SELECT id, user_id, coalesce(metric, category) AS key, severity FROM alerts"
+    "   WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE),"
+    " state AS MATERIALIZED (SELECT w.n, w.alert_id, w.channel_id, w.rule_id, locked.user_id, locked.key,"
+    "   locked.severity, s.* FROM want w JOIN locked ON locked.id = w.alert_id CROSS JOIN LATERAL ("
     f"   SELECT coalesce(bool_or({SETTLED}), false) AS settled,"
     "     max(l.created_at) FILTER (WHERE l.status = 'sending' AND l.created_at > now() - $5::interval)"
     "       + $5::interval - now() AS lease_left,"
     "     coalesce(max(l.attempt), 0) AS attempts, array_agg(l.id) FILTER (WHERE l.status = 'sending') AS sending"
     "   FROM notification_logs l WHERE l.alert_id = w.alert_id AND l.channel_id = w.channel_id AND l.purpose = $4) s),"
     # Ids in the order asked: the sort runs below the nextval.
-    " go AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
+    " ready AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
     "   FROM (SELECT * FROM state ORDER BY n) st WHERE NOT st.settled AND st.lease_left IS NULL),"
+)
+# The cooldown has the same blind spot, between two alerts of one patient and key that two
+# workers route at once: each read no recent send, and their alerts' locks do not meet.  Reading
+# the evidence again here would see no more, and an advisory lock would make the second wait but
+# not see.  So an attempt under a rule with a cooldown also claims it for the patient and key
+# (cooldown_claims), only while the claim is still the one routing read (``seen``; or is the
+# alert's own, or a less severe alert's).  ON CONFLICT waits for a claim in flight and judges
+# the latest committed one, whatever the snapshot: the second worker finds the claim changed
+# and starts nothing.  Claims are taken in key order, so two workers cannot deadlock on them.
+_CLAIM_COOLDOWNS = (
+    " seen AS (SELECT * FROM unnest($6::bigint[], $7::bigint[], $8::bigint[]) AS c(alert_id, rule_id, log_id)),"
+    " taken AS (INSERT INTO cooldown_claims AS c (user_id, rule_id, key, alert_id, severity, log_id)"
+    "   SELECT DISTINCT ON (r.user_id, r.rule_id, r.key) r.user_id, r.rule_id, r.key, r.alert_id, r.severity, r.log_id"
+    "   FROM ready r JOIN seen USING (alert_id, rule_id) ORDER BY r.user_id, r.rule_id, r.key, r.log_id"
+    "   ON CONFLICT (user_id, rule_id, key) DO UPDATE"
+    "   SET alert_id = excluded.alert_id, severity = excluded.severity, log_id = excluded.log_id"
+    "   WHERE c.log_id = (SELECT s.log_id FROM seen s WHERE s.alert_id = excluded.alert_id"
+    "     AND s.rule_id = excluded.rule_id) OR c.alert_id = excluded.alert_id"
+    "     OR array_position($9::text[], excluded.severity) > array_position($9::text[], c.severity)"
+    "   RETURNING c.alert_id, c.rule_id),"
+    " go AS MATERIALIZED (SELECT r.* FROM ready r"
+    "   WHERE NOT EXISTS (SELECT 1 FROM seen s WHERE s.alert_id = r.alert_id AND s.rule_id = r.rule_id)"
+    "   OR EXISTS (SELECT 1 FROM taken t WHERE t.alert_id = r.alert_id AND t.rule_id = r.rule_id)),"
+)
+_START_TAIL = (
     # An older 'sending' row was left by a worker that died mid-send: close it as failed, by the ids
     # the state found.  Rare, so the first condition (evaluated once) skips the scan when there is
     # none: a plan made once may have picked any index for it, a whole index's scan included.
@@ -176,6 +209,10 @@ _START_EACH = (
     " SELECT st.alert_id, st.channel_id, st.settled, st.lease_left, go.log_id"
     " FROM state st LEFT JOIN go USING (alert_id, channel_id)"
 )
+_START_EACH = _START_HEAD + " go AS (SELECT * FROM ready)," + _START_TAIL
+# A batch with a cooldown among its rules: a statement of its own, so that the others pay nothing
+# for the claims (a plan's extra nodes cost about 5 µs an alert even with no claim to make).
+_START_CLAIMING = _START_HEAD + _CLAIM_COOLDOWNS + _START_TAIL
 # Statements that lost the race for an attempt number in a row; each loss means another worker
 # logged an attempt, so a few suffice unless something is badly wrong.
 _START_TRIES = 5
@@ -187,14 +224,25 @@ async def start_each(
     *,
     lease: timedelta,
     purpose: str = "notify",
+    cooldowns: Mapping[tuple[int, int], int | None] | None = None,
 ) -> dict[tuple[int, int], Attempt]:
     """``start_attempts`` without a group for each (alert id, channel id, rule id), all in one
     statement (one round trip, one commit): (alert id, channel id) → its Attempt.
-    Must run outside a transaction: a lost race is retried with a fresh snapshot."""
+    Must run outside a transaction: a lost race is retried with a fresh snapshot.
+
+    ``cooldowns``: (alert id, rule id) → the rule's claim of its cooldown on the alert's patient
+    and key that routing read (``db.routing.Routing.claims``; None: no claim), for each rule with
+    a cooldown.  Its attempts start only if the claim is still that one, the alert's own or a less
+    severe alert's, and then take it; else they are ``cooldown_taken``.
+    """
     columns = [list(column) for column in zip(*targets, strict=True)] if targets else [[], [], []]
+    statement, args = _START_EACH, [*columns, purpose, lease]
+    if cooldowns:
+        seen = [[a for a, _ in cooldowns], [r for _, r in cooldowns], list(cooldowns.values())]
+        statement, args = _START_CLAIMING, [*args, *seen, list(SEVERITIES)]
     for tries_left in range(_START_TRIES - 1, -1, -1):
         try:
-            rows = await conn.fetch(_START_EACH, *columns, purpose, lease)
+            rows = await conn.fetch(statement, *args)
             break
         except asyncpg.UniqueViolationError:
             if not tries_left:
@@ -207,6 +255,8 @@ async def start_each(
             attempts[alert_id, channel_id] = Attempt()
         elif row["lease_left"] is not None:
             attempts[alert_id, channel_id] = Attempt(in_flight_for=row["lease_left"])
+        elif row["log_id"] is None:
+            attempts[alert_id, channel_id] = Attempt(cooldown_taken=True)
         else:
             attempts[alert_id, channel_id] = Attempt({alert_id: row["log_id"]})
     return attempts

@@ -4,7 +4,8 @@ db/notification_rules.py.
 
 ``load_many`` reads everything routing decisions need in one round trip, for several alerts at
 once: each alert, the silence and the critical alert that mute it, the matching rules with their
-channels, and each rule's cooldown evidence.  Delivery speed is mostly round trips
+channels, and each rule's cooldown evidence with the claim of the cooldown that the send's claim
+must still find (db.delivery_log.start_each).  Delivery speed is mostly round trips
 (docs/benchmarks.md).
 """
 
@@ -53,14 +54,16 @@ _MATCHES = (
 class Routing:
     """An alert and what decides its routing now: ``silence_id`` (an active silence that
     matches it), ``inhibitor_id`` (a critical alert that mutes it), its matching rules in id
-    order, and ``cooldowns``: rule id → the send that holds it back (delivered, or in flight
-    now), for rules in cooldown."""
+    order, ``cooldowns``: rule id → the send that holds it back (delivered, or in flight now), for
+    rules in cooldown, and ``claims``: rule id → the log id of the attempt that last claimed the
+    rule's cooldown on the alert's patient and key, for rules with a cooldown and such a claim."""
 
     alert: Alert
     silence_id: int | None
     inhibitor_id: int | None
     rules: tuple[Rule, ...]
     cooldowns: dict[int, Cooldown]
+    claims: dict[int, int]
 
 
 _ALERT_FIELDS = tuple(Alert.__dataclass_fields__)
@@ -74,7 +77,11 @@ _LOAD = (
     " r.id AS rule_id, r.tenant_id AS rule_tenant_id, r.name AS rule_name,"
     " coalesce(owner.timezone, team.timezone, 'UTC') AS rule_timezone, r.quiet_start, r.quiet_end, r.cooldown,"
     " r.group_wait, r.escalate_after, ch.ids AS channel_ids, ch.purposes, ch.kinds, ch.labels, ch.configs,"
-    " cd.alert_id AS cooldown_alert_id, cd.finished_at AS cooldown_sent_at, fl.alert_id AS in_flight_alert_id"
+    " cd.alert_id AS cooldown_alert_id, cd.finished_at AS cooldown_sent_at, fl.alert_id AS in_flight_alert_id,"
+    # The rule's latest claim of its cooldown on the patient and key, which the claim of a send
+    # must still find (db.delivery_log.start_each).
+    " (SELECT cc.log_id FROM cooldown_claims cc WHERE r.cooldown > interval '0' AND cc.rule_id = r.id"
+    "   AND cc.user_id = a.user_id AND cc.key = coalesce(a.metric, a.category)) AS cooldown_claim"
     f" FROM ({SELECT_ALERT} WHERE a.id = ANY($1::bigint[])) a"
     " LEFT JOIN notification_rules r ON "
     + _MATCHES.replace("u.tenant_id", "a.tenant_id")
@@ -116,13 +123,14 @@ async def load_many(
 ) -> dict[int, Routing]:
     """Each alert that exists among ``alert_ids``, with what decides its routing at ``now``, in
     one statement.  Rules are those of ``rules_for``; a rule's cooldown evidence is
-    ``delivery_log.last_sent``'s, else a send in flight (an attempt younger than ``lease``)."""
+    ``delivery_log.last_sent``'s, else a send in flight (an attempt younger than ``lease``), and
+    its claim is the one in cooldown_claims now."""
     rows = await conn.fetch(_LOAD, alert_ids, list(SEVERITIES), now, inhibit_window, lease)
     found: dict[int, Routing] = {}
     for alert_rows in _by_alert(rows):
         first = alert_rows[0]
         alert = Alert(**{name: first[name] for name in _ALERT_FIELDS})
-        rules, cooldowns = [], {}
+        rules, cooldowns, claims = [], {}, {}
         for row in alert_rows:
             if row["rule_id"] is None:
                 continue
@@ -141,7 +149,9 @@ async def load_many(
                 cooldowns[rule.id] = Cooldown(row["cooldown_alert_id"], row["cooldown_sent_at"])
             elif row["in_flight_alert_id"] is not None:
                 cooldowns[rule.id] = Cooldown(row["in_flight_alert_id"], None)
-        found[alert.id] = Routing(alert, first["silence_id"], first["inhibitor_id"], tuple(rules), cooldowns)
+            if row["cooldown_claim"] is not None:
+                claims[rule.id] = row["cooldown_claim"]
+        found[alert.id] = Routing(alert, first["silence_id"], first["inhibitor_id"], tuple(rules), cooldowns, claims)
     return found
 
 

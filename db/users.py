@@ -89,15 +89,15 @@ async def erase(conn: asyncpg.Connection, tenant_id: int, user_id: int, actor: s
     """Delete the user and everything about them, in one transaction; False when there is no
     such user in the tenant.
 
-    Every table that holds a user's data goes with the ``users`` row: readings and daily stats by
-    triggers on it (the bulk-written tables have no foreign keys, see migrations 0017 and 0020), the
-    others by ON DELETE CASCADE (sessions, scores, correlations, CGM summaries, alerts and their delivery log,
-    connections and their sync runs, reports, rules and silences about the patient, OAuth
-    states), so deleting the row removes them.  Two tables mention users inside JSON, without a
-    foreign key: the integrator event outbox and the audit log; rows there that name the user
-    go too, dispatched or not (an event is a pointer to data that no longer exists).  One audit
-    row records the erasure itself, with the bare id and no personal data: the accountability
-    GDPR asks for.
+    Every table that holds a user's data goes with the ``users`` row: readings, daily stats and the
+    cooldowns' claims by triggers on it (tables written on every load or send have no foreign keys,
+    see migrations 0017, 0020 and 0021), the others by ON DELETE CASCADE (sessions, scores,
+    correlations, CGM summaries, alerts and their delivery log, connections and their sync runs,
+    reports, rules and silences about the patient, OAuth states), so deleting the row removes them.
+    Two tables mention users inside JSON, without a foreign key: the integrator event outbox and
+    the audit log; rows there that name the user go too, dispatched or not (an event is a pointer
+    to data that no longer exists).  One audit row records the erasure itself, with the bare id
+    and no personal data: the accountability GDPR asks for.
     """
     key = str(user_id)
     async with conn.transaction():

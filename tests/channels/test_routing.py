@@ -20,7 +20,17 @@ from channels import CHANNELS, TransientDeliveryError
 from channels.base import Channel, Delivery, DeliveryStatus, Rendered
 from channels.quiet import quiet_until
 from channels.routing import escalate_alert, route_alert, send_test_message
-from db import alerts, deliveries, delivery_log, notification_channels, notification_rules, silences, sync_runs, tenants
+from db import (
+    alerts,
+    deliveries,
+    delivery_log,
+    notification_channels,
+    notification_rules,
+    silences,
+    sync_runs,
+    tenants,
+    users,
+)
 from db import pool as db_pool
 from db.alerts import Alert, NewAlert
 from pipeline import actors, runtime
@@ -704,6 +714,123 @@ async def test_an_alert_waits_while_its_cooldowns_evidence_is_in_flight_elsewher
     )
     again = await clinic.route(second)
     assert again.suppressed == 1 and clinic.sent("ward") == []
+
+
+async def test_two_workers_reading_one_patients_key_at_once_send_once_and_suppress_the_other(
+    clinic: Clinic,
+) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel], cooldown=timedelta(minutes=60))
+    first, second = await clinic.alert(), await clinic.alert()
+
+    reports = dict(zip((first, second), await _route_at_once(clinic, [first, second]), strict=True))
+
+    sent = [a["alert_id"] for a in clinic.sent("ward")]
+    assert len(sent) == 1, f"both alerts paged inside the cooldown: {sent}"
+    [winner], [loser] = sent, [a for a in reports if a not in sent]
+    waited = reports[loser]
+    assert waited.delivered == 0 and waited.deferred_until is not None
+    # The loser comes back when its report says: the send it waited for has gone out.
+    again = await clinic.route(loser, now=waited.deferred_until)
+    assert again.suppressed == 1 and [a["alert_id"] for a in clinic.sent("ward")] == [winner]
+    async with clinic.pool.acquire() as conn:
+        [row] = await deliveries.deliveries_for_alert(conn, loser)
+    assert row.status == "suppressed" and row.detail is not None
+    assert row.detail.startswith(f"cooldown: alert {winner} went out"), row.detail
+
+
+async def test_the_alert_that_lost_the_cooldown_goes_out_when_the_winners_send_failed(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    await clinic.rule([channel], cooldown=timedelta(minutes=60))
+    first, second = await clinic.alert(), await clinic.alert()
+    blocked = clinic.sink("ward")
+    blocked.mkdir()  # the console channel cannot write: a transient failure
+
+    reports = dict(zip((first, second), await _route_at_once(clinic, [first, second]), strict=True))
+
+    [failed] = [a for a, r in reports.items() if isinstance(r, TransientDeliveryError)]
+    [loser] = [a for a in reports if a != failed]
+    blocked.rmdir()
+    # As if routed one after the other: the failed send is no cooldown, so the other alert goes
+    # out, and the first one's retry is held back by it.
+    again = await clinic.route(loser, now=reports[loser].deferred_until)
+    retried = await clinic.route(failed)
+    assert again.delivered == 1 and retried.suppressed == 1
+    assert [a["alert_id"] for a in clinic.sent("ward")] == [loser]
+
+
+async def _route_at_once(clinic: Clinic, alert_ids: list[int]) -> list[Any]:
+    """Route each alert from a pool of its own, as worker processes do, with every read of the
+    cooldown's evidence done before any claim: each report, or what routing raised."""
+    keyring = runtime.current().keyring
+    url = runtime.current().services.database_url
+    workers = [await db_pool.create_pool(url, max_size=1, generic_plans=True) for _ in alert_ids]
+    gate = await asyncpg.connect(url)
+    try:
+        # While the gate holds the alerts' row locks, each worker reads its alert's evidence and
+        # then waits at its claim.
+        held = gate.transaction()
+        await held.start()
+        await gate.execute("SELECT 1 FROM alerts WHERE id = ANY($1::bigint[]) FOR UPDATE", alert_ids)
+        routing = [asyncio.ensure_future(route_alert(w, keyring, a)) for w, a in zip(workers, alert_ids, strict=True)]
+        await eventually(lambda: _claims_waiting(gate, len(alert_ids)), timeout=10, what="the claims to wait")
+        await held.rollback()
+        return await asyncio.gather(*routing, return_exceptions=True)
+    finally:
+        await gate.close()
+        for pool in workers:
+            await pool.close()
+
+
+async def _claims_waiting(conn: asyncpg.Connection, count: int) -> bool:
+    # A statement waiting on a row lock shows no query text here: count the waiters.
+    found = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return bool(found == count)
+
+
+async def test_a_cooldown_is_claimed_only_as_routing_read_it_or_by_a_more_severe_alert(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    rule = await clinic.rule([channel], cooldown=timedelta(minutes=60))
+    first, late, critical = await clinic.alert(), await clinic.alert(), await clinic.alert("critical")
+
+    async def start(alert_id: int, seen: int | None) -> delivery_log.Attempt:
+        async with clinic.pool.acquire() as conn:
+            found = await delivery_log.start_each(
+                conn, [(alert_id, channel, rule)], lease=timedelta(minutes=2), cooldowns={(alert_id, rule): seen}
+            )
+        return found[alert_id, channel]
+
+    [claim] = (await start(first, None)).log_ids.values()
+    # Read before the first alert's claim: it must be decided again.  Read after it: it may go
+    # (the first alert's send then holds it back in routing, not here).
+    assert (await start(late, None)) == delivery_log.Attempt(cooldown_taken=True)
+    assert list((await start(late, claim)).log_ids) == [late]
+    # A critical alert is never held back by a warning's send.
+    assert list((await start(critical, claim)).log_ids) == [critical]
+    assert await clinic.pool.fetchval("SELECT alert_id FROM cooldown_claims WHERE rule_id = $1", rule) == critical
+
+
+async def test_only_a_rule_with_a_cooldown_claims_it_and_erasing_a_patient_or_tenant_removes_the_claims(
+    clinic: Clinic,
+) -> None:
+    ward, desk = await clinic.channel("ward"), await clinic.channel("desk")
+    cooled = await clinic.rule([ward], cooldown=timedelta(minutes=60))
+    await clinic.rule([desk], cooldown=timedelta(0))
+    other = await clinic.patient("Sam Two")
+
+    for patient in (clinic.user_id, other):
+        await clinic.route(await clinic.alert(user_id=patient))
+
+    claims = "SELECT user_id, rule_id FROM cooldown_claims WHERE user_id = ANY($1::bigint[]) ORDER BY user_id"
+    patients = [clinic.user_id, other]
+    assert [tuple(r) for r in await clinic.pool.fetch(claims, patients)] == [(clinic.user_id, cooled), (other, cooled)]
+    async with clinic.pool.acquire() as conn:
+        assert await users.erase(conn, clinic.tenant_id, clinic.user_id, "test")
+        assert [r["user_id"] for r in await conn.fetch(claims, patients)] == [other]
+        await conn.execute("DELETE FROM tenants WHERE id = $1", clinic.tenant_id)
+        assert await conn.fetch(claims, patients) == []
 
 
 async def _counting_pool(statements: list[str], *, max_size: int = 4, **options: Any) -> asyncpg.Pool:

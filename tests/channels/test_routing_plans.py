@@ -3,7 +3,7 @@
 Routing's pool plans each statement once (db.pool, ``generic_plans``), so a plan made while the
 delivery log was small is the plan for the life of the connection.  A fresh deployment, or the
 fan-out bench, makes it exactly then: these tests freeze each plan on an empty log, fill the log
-with 10,000 sends, and count the rows each statement then reads.  The cooldown's read, which
+with 10,000 sends (and the cooldown's claims), and count the rows each statement then reads.  The cooldown's read, which
 routing also runs per alert, is checked with statistics taken on the empty log, in both plan modes.
 """
 
@@ -76,7 +76,9 @@ async def log(fresh_db: str, keyring: Keyring) -> AsyncIterator[Log]:
 
 
 async def _fill(log: Log) -> None:
-    """10,000 sends by the rule, all delivered, none of them to ``log.fresh``; no ANALYZE after."""
+    """10,000 sends by the rule, all delivered, none of them to ``log.fresh``, and a claim of the
+    rule's cooldown on every alert's patient and key, whose log id is the alert's id; no ANALYZE
+    after."""
     await log.conn.execute(
         "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, finished_at)"
         " SELECT id, $1, 'notify', $2, 1, 'delivered', now() - interval '1 minute' FROM alerts"
@@ -85,6 +87,11 @@ async def _fill(log: Log) -> None:
         log.rule,
         log.fresh,
         SENDS,
+    )
+    await log.conn.execute(
+        "INSERT INTO cooldown_claims (rule_id, user_id, key, alert_id, severity, log_id)"
+        " SELECT $1, user_id, coalesce(metric, category), id, severity, id FROM alerts",
+        log.rule,
     )
 
 
@@ -115,21 +122,25 @@ async def _read_after_fill(log: Log, name: str, sql: str, types: str, args: str)
     await _fill(log)
     found = await _rolled_back(conn, f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name} ({args})")
     plan = found[0]["Plan"]  # the pool decodes json
-    return {table: _rows_read(plan, table) for table in ("notification_logs", "alerts", "users")}
+    return {table: _rows_read(plan, table) for table in ("notification_logs", "alerts", "users", "cooldown_claims")}
 
 
-async def test_claiming_a_batch_reads_only_its_alerts_rows_in_the_log(log: Log) -> None:
+@pytest.mark.parametrize("cooldowns", [False, True], ids=["without cooldowns", "claiming cooldowns"])
+async def test_claiming_a_batch_reads_only_its_alerts_rows_in_the_log(log: Log, cooldowns: bool) -> None:
     ids = ",".join(map(str, log.fresh))
     n = len(log.fresh)
-    args = (
-        f"ARRAY[{ids}], ARRAY[{','.join([str(log.channel)] * n)}], ARRAY[{','.join([str(log.rule)] * n)}],"
-        " 'notify', interval '2 minutes'"
-    )
-    read = await _read_after_fill(
-        log, "claim", delivery_log._START_EACH, "bigint[], bigint[], bigint[], text, interval", args
-    )
+    rules = f"ARRAY[{','.join([str(log.rule)] * n)}]"
+    args = f"ARRAY[{ids}], ARRAY[{','.join([str(log.channel)] * n)}], {rules}, 'notify', interval '2 minutes'"
+    sql, types = delivery_log._START_EACH, "bigint[], bigint[], bigint[], text, interval"
+    if cooldowns:
+        # Planned while there was no claim, then run on the claims the fill made, which routing's
+        # read would have seen: each alert takes its claim over.
+        sql, types = delivery_log._START_CLAIMING, types + ", bigint[], bigint[], bigint[], text[]"
+        args += f", ARRAY[{ids}], {rules}, ARRAY[{ids}], {SEVERITIES}"
+    read = await _read_after_fill(log, "claim", sql, types, args)
     assert read["notification_logs"] <= 2 * n, read
     assert read["alerts"] <= 2 * n, read
+    assert read["cooldown_claims"] <= n, read
 
 
 async def test_logging_outcomes_reads_only_the_attempts_and_alerts_it_closes(log: Log) -> None:
@@ -153,10 +164,12 @@ async def test_reading_a_batch_for_routing_reads_only_its_patients_rows(log: Log
     read = await _read_after_fill(
         log, "load", db_routing._LOAD, "bigint[], text[], timestamptz, interval, interval", args
     )
-    # Each alert, its patient's other alerts with its key (none here), and its patient: never every user.
+    # Each alert, its patient's other alerts with its key (none here), its patient and its key's
+    # claim: never every user, nor every claim.
     assert read["notification_logs"] <= 2 * len(log.fresh), read
     assert read["alerts"] <= 4 * len(log.fresh), read
     assert read["users"] <= 4 * len(log.fresh), read
+    assert read["cooldown_claims"] <= len(log.fresh), read
 
 
 async def test_the_cooldown_query_stays_on_the_patients_alerts_when_the_log_was_analysed_empty(

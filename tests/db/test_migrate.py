@@ -33,6 +33,7 @@ TABLES = {
     "notification_rules",
     "notification_logs",
     "notification_rule_channels",
+    "cooldown_claims",
     "care_teams",
     "care_team_members",
     "care_team_patients",
