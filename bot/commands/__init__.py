@@ -5,11 +5,12 @@ Interface (what an adapter uses; everything here is frozen data or a coroutine)
 1. Identify the caller::
 
        identity = ChatIdentity(platform="discord", workspace_id=guild_id, user_id=user_snowflake)
-       inv = await resolve(pool, identity, "score", ("p-17", "sleep"),
+       inv = await resolve(callers, identity, "score", ("p-17", "sleep"),
                            response_url=followup_url, channel_id=channel_id, request_id=interaction_id)
 
    ``resolve`` looks up the workspace's tenant (``chat_workspaces``) and the identity's link
-   (``chat_identities``) on every call; nothing is cached.  ``inv.args`` are the words after
+   (``chat_identities``) through the adapter's ``bot.chat.callers.Callers``, which keeps answers
+   only while it hears every change to those tables.  ``inv.args`` are the words after
    the command: Slack's ``text`` split shell-style (``split_text``), or Discord's options in
    the order ``COMMANDS[name].params`` declares them (as strings; skip absent ones at the end).
    ``response_url`` is where a later follow-up is POSTed: Slack's ``response_url``, Discord's

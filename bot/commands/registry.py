@@ -13,9 +13,10 @@ from enum import StrEnum
 
 import asyncpg
 
+from bot.chat.callers import Callers
 from bot.commands.base import ChatIdentity, CommandContext, CommandError, Invocation, Reply, UsageError
 from bot.commands.forms import Submitted
-from db import audit, chat
+from db import audit
 from db.sealing import Keyring
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class CommandDef:
 
 
 async def resolve(
-    pool: asyncpg.Pool,
+    callers: Callers,
     identity: ChatIdentity,
     command: str,
     args: tuple[str, ...],
@@ -73,9 +74,10 @@ async def resolve(
     channel_id: str | None = None,
     request_id: str = "",
 ) -> Invocation:
-    """An Invocation with the workspace's tenant and the identity's link looked up now (never
-    cached: a revoked link stops working at once).  A link made in another tenant counts as none."""
-    tenant_id, user_id = await chat.caller(pool, identity.platform, identity.workspace_id, identity.user_id)
+    """An Invocation with the workspace's tenant and the identity's link as they are now (kept only
+    while every change is heard: a revoked link stops working once its notification arrives).  A
+    link made in another tenant counts as none."""
+    tenant_id, user_id = await callers.caller(identity.platform, identity.workspace_id, identity.user_id)
     return Invocation(command, args, identity, tenant_id, user_id, response_url, channel_id, request_id)
 
 

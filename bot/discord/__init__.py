@@ -39,7 +39,7 @@ def setup(app: web.Application, settings: DiscordSettings, *, keyring: Keyring, 
     app.router.add_post("/discord/interactions", interactions)
 
     async def close(_: web.Application) -> None:
-        await handler.drain()
+        await handler.close()
         await rest.close()
 
     app.on_cleanup.append(close)

@@ -35,7 +35,7 @@ class Gateway(discord.Client):
         await relay(self.interactions, self.rest, incoming(interaction))
 
     async def close(self) -> None:
-        await self.interactions.drain()
+        await self.interactions.close()
         await self.rest.close()
         await super().close()
 

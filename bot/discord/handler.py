@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from bot import commands
+from bot.chat.callers import Callers
 from bot.commands import ActionOutcome, Button, ChatIdentity, Reply
 from bot.commands.background import Background, head_start
 from bot.discord import render
@@ -45,6 +46,7 @@ class Interactions:
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, rest: DiscordRest) -> None:
         self.pool, self.keyring, self.public_url, self.rest = pool, keyring, public_url, rest
         self.background = Background()
+        self.callers = Callers(pool)
 
     async def handle(self, incoming: Incoming) -> tuple[Json, Later | None]:
         """The initial response, and the work that follows it (None: nothing follows)."""
@@ -69,6 +71,11 @@ class Interactions:
         """Wait for the background work (shutdown, tests)."""
         await self.background.drain()
 
+    async def close(self) -> None:
+        """Wait for the background work, then let go of the callers' connection."""
+        await self.drain()
+        await self.callers.close()
+
     def args(self, incoming: Incoming) -> tuple[str, ...]:
         """The options in the order the command declares them; a ``rest`` one split into words."""
         found = commands.COMMANDS.get(incoming.command)
@@ -87,7 +94,7 @@ class Interactions:
     async def _run(self, incoming: Incoming) -> Reply:
         try:
             inv = await commands.resolve(
-                self.pool, self.identity(incoming), incoming.command, self.args(incoming),
+                self.callers, self.identity(incoming), incoming.command, self.args(incoming),
                 response_url=self.rest.webhook_url(incoming.token), channel_id=incoming.channel_id,
                 request_id=incoming.id,
             )  # fmt: skip
@@ -100,7 +107,7 @@ class Interactions:
     async def _submit(self, incoming: Incoming) -> Reply:
         form_id = incoming.custom_id
         try:
-            inv = await commands.resolve(self.pool, self.identity(incoming), form_id.partition(":")[0], (),
+            inv = await commands.resolve(self.callers, self.identity(incoming), form_id.partition(":")[0], (),
                                          channel_id=incoming.channel_id, request_id=incoming.id)  # fmt: skip
             submitted = await commands.submit(inv, self.pool, self.keyring, self.public_url, form_id,
                                               incoming.submitted())  # fmt: skip
@@ -146,7 +153,7 @@ class Interactions:
 
     async def _act(self, incoming: Incoming, action: commands.Action, alert_id: int) -> ActionOutcome:
         try:
-            inv = await commands.resolve(self.pool, self.identity(incoming), "button", (),
+            inv = await commands.resolve(self.callers, self.identity(incoming), "button", (),
                                          channel_id=incoming.channel_id, request_id=incoming.id)  # fmt: skip
             return await commands.act(self.pool, inv, action, alert_id)
         except Exception:

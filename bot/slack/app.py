@@ -33,6 +33,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands
+from bot.chat.callers import Callers
 from bot.commands import Button, ChatIdentity
 from bot.commands.background import Background, head_start
 from bot.slack import render
@@ -97,6 +98,7 @@ class Listeners:
         self, pool: asyncpg.Pool, keyring: Keyring, public_url: str, store: PgInstallationStore | None
     ) -> None:
         self.pool, self.keyring, self.public_url, self.store = pool, keyring, public_url, store
+        self.callers = Callers(pool)
         self.background = Background()
         self._http: aiohttp.ClientSession | None = None
 
@@ -149,6 +151,7 @@ class Listeners:
             await self.background.drain(REPLY_TIMEOUT.total)
         if self._http is not None:
             await self._http.close()
+        await self.callers.close()
 
     async def command(self, body: dict[str, Any], context: AsyncBoltContext) -> commands.Reply:
         """The command's reply through the core; a failure is logged and answered with an apology."""
@@ -157,7 +160,7 @@ class Listeners:
         request_id = str(body.get("trigger_id", ""))
         try:
             inv = await commands.resolve(
-                self.pool, identity, name, commands.split_text(str(body.get("text", ""))),
+                self.callers, identity, name, commands.split_text(str(body.get("text", ""))),
                 response_url=body.get("response_url"), channel_id=body.get("channel_id"), request_id=request_id,
             )  # fmt: skip
             return await commands.run(inv, self.pool, self.keyring, self.public_url)
@@ -190,7 +193,7 @@ class Listeners:
         except (ValueError, AttributeError):
             channel = None
         try:
-            inv = await commands.resolve(self.pool, identity, form_id.partition(":")[0], (),
+            inv = await commands.resolve(self.callers, identity, form_id.partition(":")[0], (),
                                          channel_id=channel, request_id=str(view.get("id", "")))  # fmt: skip
             outcome = await commands.submit(inv, self.pool, self.keyring, self.public_url, form_id, render.values(view))
         except Exception:
@@ -212,7 +215,7 @@ class Listeners:
             return  # not one of ours, or tampered with: nothing to do
         identity = ChatIdentity("slack", workspace_of(context), str(context.user_id))
         channel = (body.get("channel") or {}).get("id")
-        inv = await commands.resolve(self.pool, identity, "button", (), channel_id=channel)
+        inv = await commands.resolve(self.callers, identity, "button", (), channel_id=channel)
         outcome = await commands.act(self.pool, inv, *parsed)
         if outcome.card is not None:
             await self.respond(body, render.message(outcome.card, replace_original=True))

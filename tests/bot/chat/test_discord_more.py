@@ -164,7 +164,7 @@ async def test_a_gateway_interaction_goes_through_the_same_handlers_and_is_answe
                      {"name": "help", "type": 1})  # fmt: skip
 
     await relay(handlers, rest, found)
-    await handlers.drain()
+    await handlers.close()
     await rest.close()
 
     callback = f"{API}/interactions/{interaction_id}/{token}/callback"

@@ -197,7 +197,7 @@ async def test_over_the_gateway_the_modal_goes_to_the_callback_endpoint_in_the_d
     )
 
     await relay(handlers, rest, found)
-    await handlers.drain()
+    await handlers.close()
     await rest.close()
 
     callback = f"{API}/interactions/{interaction_id}/{token}/callback"
