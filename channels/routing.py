@@ -16,7 +16,9 @@ and key are never in one round, so the second sees the first's send (its cooldow
 Across worker processes the cooldown holds too.  Two workers may read two alerts of one patient
 and key at the same moment, each before the other's claim; but a send under a rule with a
 cooldown also claims the rule's cooldown for the patient and key, in the same statement, and
-only while that claim is as the read found it (db.delivery_log.start_each).  The worker that
+only while that claim is as the read found it (db.delivery_log.start_each; a group claims it
+for every key its message carries, in the transaction that starts its attempts, or starts
+nothing: db.delivery_log.start_attempts).  The worker that
 finds it changed sends nothing: the alert waits, as for a send in flight, and is decided again
 (IN_FLIGHT_RECHECK later), which suppresses it once the other send is delivered, or sends it if
 that send failed; what one worker routing both alerts in turn would have done.
@@ -231,10 +233,7 @@ async def _route_round(
         attempts = await claim(conn, targets, lease) if targets else {}
     for plan in plans:
         if any(attempts[t.key].cooldown_taken for t in plan.plain):
-            # Another worker's alert of the patient and key claimed the cooldown since the load:
-            # its send counts as one in flight, so the alert waits and is decided again.
-            log.info("alert %s: another alert claimed its cooldown; deciding again later", plan.alert.id)
-            plan.later.append(now + IN_FLIGHT_RECHECK)
+            _wait_for_cooldown(plan, now)
             plan.plain = [t for t in plan.plain if not attempts[t.key].cooldown_taken]
     targets = [t for plan in plans for t in plan.plain]
     # Routing is done with these sends for an alert where nothing waits and nothing retries.
@@ -287,10 +286,22 @@ async def _plan(
             plan.later.append(decision.until)
         elif decision.rule.group_wait > timedelta(0):
             # A group gathers riders per channel: its own claim, in its own transaction.
-            plan.tally.add(channel, await deliver(conn, context, alert, channel, decision.rule, now, lease))
+            claim_seen = found.claims.get(decision.rule.id)
+            sent = await deliver(conn, context, alert, channel, decision.rule, now, lease, claim_seen=claim_seen)
+            if sent.cooldown_taken:
+                _wait_for_cooldown(plan, now)
+            else:
+                plan.tally.add(channel, sent)
         else:
             plan.plain.append(Target(alert, channel, decision.rule, found.claims.get(decision.rule.id)))
     return plan
+
+
+def _wait_for_cooldown(plan: _Plan, now: datetime) -> None:
+    # Another worker's alert of the patient and key claimed the cooldown since the load: its
+    # send counts as one in flight, so the alert waits and is decided again.
+    log.info("alert %s: another alert claimed its cooldown; deciding again later", plan.alert.id)
+    plan.later.append(now + IN_FLIGHT_RECHECK)
 
 
 async def _settle(conn: asyncpg.Connection, plan: _Plan, now: datetime, final: bool) -> RoutingReport:

@@ -4,8 +4,9 @@ evidence (the silence, the inhibitor, the cooldown's last send) in one query (db
 ``decide_now`` reads it for one alert.  ``now`` is passed in, so a test can stand anywhere in the day.
 
 A cooldown's evidence may change between that read and the send's claim (another worker's alert
-of the same patient and key): the claim finds out (db.delivery_log.start_each), and routing then
-waits and decides again, as when the evidence is in flight.
+of the same patient and key): the claim finds out (db.delivery_log.start_each, or
+start_attempts for a group), and routing then waits and decides again, as when the evidence is
+in flight.
 """
 
 from __future__ import annotations

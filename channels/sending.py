@@ -8,7 +8,8 @@ in one statement, which also claims the cooldowns of their rules (routing holds 
 whose cooldown another worker claimed since it read it); ``send_claimed`` sends them all at
 once, without holding a pool connection, and logs the outcomes as the sends end, each write with
 the ``routed_at`` of the alerts it completes.  A grouped send (``deliver``) runs on the caller's
-connection, and claims no cooldown.
+connection, and claims the cooldown for each key its message carries, in the transaction that
+starts its attempts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from db import alerts, audit, delivery_log, logcontext, notification_channels
 from db.alerts import Alert
 from db.delivery_log import Attempt, Outcome, Routed
 from db.notification_channels import ChannelRow
-from db.routing import Rule, group_candidates
+from db.routing import Rule, cooldown_claims, group_candidates
 from db.sealing import SealError
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,13 @@ DELIVERIES = Counter(
 @dataclass(frozen=True, slots=True)
 class Sent:
     """What happened on one channel.  ``delivery`` None: nothing was sent, because the channel
-    already has the alert (``retry_after`` None) or another worker is sending it (set)."""
+    already has the alert (``retry_after`` None), another worker is sending it (set), or another
+    alert claimed the rule's cooldown since routing read it (``cooldown_taken``)."""
 
     delivery: Delivery | None = None
     retry_after: float | None = None
     log_ids: tuple[int, ...] = ()
+    cooldown_taken: bool = False
 
     @property
     def retrying(self) -> bool:
@@ -94,18 +97,29 @@ async def deliver(
     *,
     purpose: str = "notify",
     message: Alert | None = None,
+    claim_seen: int | None = None,
 ) -> Sent:
     """Send ``alert`` (or ``message`` in its place) to the channel, once.
 
     With the rule's group wait, the other alerts of the patient that the rule would send now
-    ride along in one summary message, each with its own log row sharing the send's id.
+    ride along in one summary message, each with its own log row sharing the send's id.  Under a
+    rule with a cooldown, the send also claims it for each key the message carries, ``alert``'s
+    while its claim is still the one routing read (``claim_seen``, as ``Target.claim_seen``);
+    when another alert claimed one of them since, nothing is sent and the Sent is
+    ``cooldown_taken``.
     """
     # The log lines of this send carry its ids; the next channel's send gets its own.
     with logcontext.bound(alert_id=alert.id, channel_id=channel.id):
-        riders = await _riders(conn, alert, channel, rule, now) if purpose == "notify" and not message else []
+        notify = purpose == "notify" and not message
+        riders, claims = await _riders(conn, alert, channel, rule, now) if notify else ([], {})
+        cooldowns = None
+        if notify and rule.cooldown > timedelta(0):
+            claims[_key(alert)] = claim_seen
+            cooldowns = {(a.id, rule.id): claims[_key(a)] for a in (alert, *riders)}
         attempt = await delivery_log.start_attempts(
-            conn, alert.id, channel.id, lease=lease, rule_id=rule.id, purpose=purpose, also=[a.id for a in riders]
-        )
+            conn, alert.id, channel.id, lease=lease, rule_id=rule.id, purpose=purpose, also=[a.id for a in riders],
+            cooldowns=cooldowns,
+        )  # fmt: skip
         return await _send(conn, context, alert, channel, attempt, purpose, message, riders)
 
 
@@ -229,6 +243,8 @@ async def _send(
     riders: list[Alert],
 ) -> Sent:
     """Send on a started attempt and log the outcome."""
+    if attempt.cooldown_taken:
+        return Sent(cooldown_taken=True)
     if attempt.in_flight_for is not None:
         # Come back when the lease runs out: by then it was delivered, or its worker died.
         return Sent(retry_after=max(attempt.in_flight_for.total_seconds(), 0.0))
@@ -289,14 +305,26 @@ async def failed_for_good(conn: asyncpg.Connection, alert: Alert, channel: Chann
 
 async def _riders(
     conn: asyncpg.Connection, alert: Alert, channel: ChannelRow, rule: Rule, now: datetime
-) -> list[Alert]:
-    """Alerts that join this one's message: none without a group wait."""
+) -> tuple[list[Alert], dict[str, int | None]]:
+    """Alerts that join this one's message (none without a group wait), and, under a rule with a
+    cooldown, its claims on their keys other than ``alert``'s (key → claim log id, None: none)."""
     if rule.group_wait <= timedelta(0):
-        return []
+        return [], {}
     found = await alerts.get_many(conn, await group_candidates(conn, rule.id, channel.id, alert, now))
+    keys = {_key(a) for a in found} - {_key(alert)}
+    claims: dict[str, int | None] = dict.fromkeys(keys)
+    if keys and rule.cooldown > timedelta(0):
+        # Read before the riders' evidence (routing reads the alert's with it): any send that
+        # evidence misses then claimed after this read, and the group's claim refuses.
+        claims.update(await cooldown_claims(conn, rule.id, alert.user_id, keys))
     riders = []
     for other in found:
         decision = await decide_now(conn, other, rule, now, in_group=True)
         if decision.action is Action.SEND:
             riders.append(other)
-    return riders
+    return riders, claims
+
+
+def _key(alert: Alert) -> str:
+    # What a cooldown holds back: the alert's metric, else its category.
+    return alert.metric or alert.category

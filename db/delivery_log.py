@@ -7,7 +7,8 @@ for good (failed with a permanent or auth error class); only then is nothing lef
 
 The lock does not cover a cooldown: two alerts of one patient and key are two rows.  A batch's
 claim (``start_each``) therefore also claims the cooldown of each rule that has one, for the
-patient and key, and refuses when another alert claimed it since routing read the evidence.
+patient and key, and refuses when another alert claimed it since routing read the evidence; a
+group's (``start_attempts``) claims it for every key its message carries, or starts nothing.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ DECIDED = ("suppressed", "deferred")
 class Attempt:
     """What ``start_attempts`` found: new attempts to make (alert id → log row id; the lead
     alert first), an attempt of the lead still in flight (and how long its lease runs), or
-    neither because the channel already has the lead alert.  ``cooldown_taken`` (``start_each``
-    only): nothing started, because another alert claimed the rule's cooldown since routing read
-    it; the alert must be decided again."""
+    neither because the channel already has the lead alert.  ``cooldown_taken``: nothing started,
+    because another alert claimed the rule's cooldown since routing read it; the alert must be
+    decided again."""
 
     log_ids: dict[int, int] = field(default_factory=dict)
     in_flight_for: timedelta | None = None
@@ -124,28 +125,46 @@ async def start_attempts(
     rule_id: int | None = None,
     purpose: str = "notify",
     also: Sequence[int] = (),
+    cooldowns: Mapping[tuple[int, int], int | None] | None = None,
 ) -> Attempt:
     """Log a new 'sending' attempt of ``alert_id`` on the channel, unless the channel is
     settled for it or another worker's attempt is in flight (younger than ``lease``).
 
     ``also`` are alerts to send in the same message (a group): each joins with an attempt of
     its own, sharing the lead row's id as ``send_id``, unless it is settled or in flight.
+
+    ``cooldowns``: as for ``start_each``, for the lead and each of ``also``.  The message is the
+    cooldown's evidence for every key it carries, so the attempts start only if each of those
+    keys is claimed; else none does (nor any claim), and the Attempt is ``cooldown_taken``.
     """
-    async with conn.transaction():
-        await _lock(conn, [alert_id, *also])
-        lead = await _state(conn, alert_id, channel_id, purpose, lease)
-        if lead["settled"]:
-            return Attempt()
-        if lead["lease_left"] is not None:
-            return Attempt(in_flight_for=lead["lease_left"])
-        lead_id = await _insert(conn, alert_id, channel_id, purpose, rule_id, "sending")
-        await conn.execute("UPDATE notification_logs SET send_id = id WHERE id = $1", lead_id)
-        log_ids = {alert_id: lead_id}
-        for other in also:
-            state = await _state(conn, other, channel_id, purpose, lease)
-            if not state["settled"] and state["lease_left"] is None:
-                log_ids[other] = await _insert(conn, other, channel_id, purpose, rule_id, "sending", send_id=lead_id)
-        return Attempt(log_ids)
+    try:
+        async with conn.transaction():
+            await _lock(conn, [alert_id, *also])
+            lead = await _state(conn, alert_id, channel_id, purpose, lease)
+            if lead["settled"]:
+                return Attempt()
+            if lead["lease_left"] is not None:
+                return Attempt(in_flight_for=lead["lease_left"])
+            lead_id = await _insert(conn, alert_id, channel_id, purpose, rule_id, "sending")
+            await conn.execute("UPDATE notification_logs SET send_id = id WHERE id = $1", lead_id)
+            log_ids = {alert_id: lead_id}
+            for other in also:
+                state = await _state(conn, other, channel_id, purpose, lease)
+                if not state["settled"] and state["lease_left"] is None:
+                    log_ids[other] = await _insert(
+                        conn, other, channel_id, purpose, rule_id, "sending", send_id=lead_id
+                    )
+            if cooldowns and not await conn.fetchval(
+                _CLAIM_GROUP, list(log_ids.values()), *_seen(cooldowns), list(SEVERITIES)
+            ):
+                raise _CooldownTaken
+            return Attempt(log_ids)
+    except _CooldownTaken:
+        return Attempt(cooldown_taken=True)
+
+
+class _CooldownTaken(Exception):
+    """Leaves ``start_attempts``' transaction, undoing its attempts and the claims it made."""
 
 
 # Starts the lead attempt on each (alert, channel, rule) in one statement: the alerts' row locks
@@ -173,6 +192,8 @@ _START_HEAD = (
     " ready AS MATERIALIZED (SELECT st.*, nextval(pg_get_serial_sequence('notification_logs', 'id')) AS log_id"
     "   FROM (SELECT * FROM state ORDER BY n) st WHERE NOT st.settled AND st.lease_left IS NULL),"
 )
+
+
 # The cooldown has the same blind spot, between two alerts of one patient and key that two
 # workers route at once: each read no recent send, and their alerts' locks do not meet.  Reading
 # the evidence again here would see no more, and an advisory lock would make the second wait but
@@ -181,17 +202,28 @@ _START_HEAD = (
 # alert's own, or a less severe alert's).  ON CONFLICT waits for a claim in flight and judges
 # the latest committed one, whatever the snapshot: the second worker finds the claim changed
 # and starts nothing.  Claims are taken in key order, so two workers cannot deadlock on them.
-_CLAIM_COOLDOWNS = (
-    " seen AS (SELECT * FROM unnest($6::bigint[], $7::bigint[], $8::bigint[]) AS c(alert_id, rule_id, log_id)),"
-    " taken AS (INSERT INTO cooldown_claims AS c (user_id, rule_id, key, alert_id, severity, log_id)"
-    "   SELECT DISTINCT ON (r.user_id, r.rule_id, r.key) r.user_id, r.rule_id, r.key, r.alert_id, r.severity, r.log_id"
-    "   FROM ready r JOIN seen USING (alert_id, rule_id) ORDER BY r.user_id, r.rule_id, r.key, r.log_id"
-    "   ON CONFLICT (user_id, rule_id, key) DO UPDATE"
-    "   SET alert_id = excluded.alert_id, severity = excluded.severity, log_id = excluded.log_id"
-    "   WHERE c.log_id = (SELECT s.log_id FROM seen s WHERE s.alert_id = excluded.alert_id"
-    "     AND s.rule_id = excluded.rule_id) OR c.alert_id = excluded.alert_id"
-    "     OR array_position($9::text[], excluded.severity) > array_position($9::text[], c.severity)"
-    "   RETURNING c.alert_id, c.rule_id),"
+def _claim_sql(seen: str, severities: str) -> str:
+    """Two CTEs over a CTE ``ready`` of attempts about to start (alert_id, rule_id, user_id, key,
+    severity, log_id): ``seen``, the claims routing read (``seen``: arrays of alert ids, rule ids
+    and log ids), and ``taken``, the claims made (alert id, rule id).  One attempt claims each
+    patient, rule and key: the most severe of a group's, which its message is the evidence for."""
+    return (
+        f" seen AS (SELECT * FROM unnest({seen}) AS c(alert_id, rule_id, log_id)),"
+        " taken AS (INSERT INTO cooldown_claims AS c (user_id, rule_id, key, alert_id, severity, log_id)"
+        "   SELECT DISTINCT ON (r.user_id, r.rule_id, r.key) r.user_id, r.rule_id, r.key, r.alert_id, r.severity,"
+        "   r.log_id FROM ready r JOIN seen USING (alert_id, rule_id) ORDER BY r.user_id, r.rule_id, r.key,"
+        f"   array_position({severities}::text[], r.severity) DESC, r.log_id"
+        "   ON CONFLICT (user_id, rule_id, key) DO UPDATE"
+        "   SET alert_id = excluded.alert_id, severity = excluded.severity, log_id = excluded.log_id"
+        "   WHERE c.log_id = (SELECT s.log_id FROM seen s WHERE s.alert_id = excluded.alert_id"
+        "     AND s.rule_id = excluded.rule_id) OR c.alert_id = excluded.alert_id"
+        f"     OR array_position({severities}::text[], excluded.severity)"
+        f"       > array_position({severities}::text[], c.severity)"
+        "   RETURNING c.alert_id, c.rule_id),"
+    )
+
+
+_CLAIM_COOLDOWNS = _claim_sql(seen="$6::bigint[], $7::bigint[], $8::bigint[]", severities="$9") + (
     " go AS MATERIALIZED (SELECT r.* FROM ready r"
     "   WHERE NOT EXISTS (SELECT 1 FROM seen s WHERE s.alert_id = r.alert_id AND s.rule_id = r.rule_id)"
     "   OR EXISTS (SELECT 1 FROM taken t WHERE t.alert_id = r.alert_id AND t.rule_id = r.rule_id)),"
@@ -213,6 +245,16 @@ _START_EACH = _START_HEAD + " go AS (SELECT * FROM ready)," + _START_TAIL
 # A batch with a cooldown among its rules: a statement of its own, so that the others pay nothing
 # for the claims (a plan's extra nodes cost about 5 µs an alert even with no claim to make).
 _START_CLAIMING = _START_HEAD + _CLAIM_COOLDOWNS + _START_TAIL
+# A group's claim, in ``start_attempts``' transaction once its attempts are logged (the row locks
+# taken, as in ``start_each``): the same claim, over those rows, for each key the message carries.
+# True when every one of those keys was claimed.
+_CLAIM_GROUP = (
+    "WITH ready AS (SELECT l.alert_id, l.rule_id, a.user_id, coalesce(a.metric, a.category) AS key, a.severity,"
+    "   l.id AS log_id FROM notification_logs l JOIN alerts a ON a.id = l.alert_id WHERE l.id = ANY($1::bigint[])),"
+    + _claim_sql(seen="$2::bigint[], $3::bigint[], $4::bigint[]", severities="$5")
+    + " keys AS (SELECT DISTINCT r.user_id, r.rule_id, r.key FROM ready r JOIN seen USING (alert_id, rule_id))"
+    " SELECT (SELECT count(*) FROM taken) = (SELECT count(*) FROM keys)"
+)
 # Statements that lost the race for an attempt number in a row; each loss means another worker
 # logged an attempt, so a few suffice unless something is badly wrong.
 _START_TRIES = 5
@@ -238,8 +280,7 @@ async def start_each(
     columns = [list(column) for column in zip(*targets, strict=True)] if targets else [[], [], []]
     statement, args = _START_EACH, [*columns, purpose, lease]
     if cooldowns:
-        seen = [[a for a, _ in cooldowns], [r for _, r in cooldowns], list(cooldowns.values())]
-        statement, args = _START_CLAIMING, [*args, *seen, list(SEVERITIES)]
+        statement, args = _START_CLAIMING, [*args, *_seen(cooldowns), list(SEVERITIES)]
     for tries_left in range(_START_TRIES - 1, -1, -1):
         try:
             rows = await conn.fetch(statement, *args)
@@ -260,6 +301,11 @@ async def start_each(
         else:
             attempts[alert_id, channel_id] = Attempt({alert_id: row["log_id"]})
     return attempts
+
+
+def _seen(cooldowns: Mapping[tuple[int, int], int | None]) -> list[list[int | None]]:
+    # The claims' parameters: alert ids, rule ids, and the log ids of the claims routing read.
+    return [[a for a, _ in cooldowns], [r for _, r in cooldowns], list(cooldowns.values())]
 
 
 async def start_many(

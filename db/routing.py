@@ -11,6 +11,7 @@ must still find (db.delivery_log.start_each).  Delivery speed is mostly round tr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
@@ -200,6 +201,18 @@ async def rules_for(conn: asyncpg.Connection, alert: Alert) -> list[Rule]:
 
 def _channel(row: asyncpg.Record) -> ChannelRow:
     return ChannelRow(row["id"], row["tenant_id"], row["kind"], row["label"], row["config_sealed"])
+
+
+async def cooldown_claims(conn: asyncpg.Connection, rule_id: int, user_id: int, keys: Iterable[str]) -> dict[str, int]:
+    """The rule's claims of its cooldown on the patient's ``keys`` (key → the claiming attempt's
+    log id), as ``load_many`` reads the alert's own: those of a group's riders."""
+    rows = await conn.fetch(
+        "SELECT key, log_id FROM cooldown_claims WHERE user_id = $1 AND rule_id = $2 AND key = ANY($3::text[])",
+        user_id,
+        rule_id,
+        list(keys),
+    )
+    return {r["key"]: r["log_id"] for r in rows}
 
 
 async def group_candidates(

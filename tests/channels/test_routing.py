@@ -725,6 +725,10 @@ async def test_two_workers_reading_one_patients_key_at_once_send_once_and_suppre
 
     reports = dict(zip((first, second), await _route_at_once(clinic, [first, second]), strict=True))
 
+    await _one_sent_and_the_other_suppressed(clinic, reports)
+
+
+async def _one_sent_and_the_other_suppressed(clinic: Clinic, reports: dict[int, Any]) -> None:
     sent = [a["alert_id"] for a in clinic.sent("ward")]
     assert len(sent) == 1, f"both alerts paged inside the cooldown: {sent}"
     [winner], [loser] = sent, [a for a in reports if a not in sent]
@@ -734,7 +738,7 @@ async def test_two_workers_reading_one_patients_key_at_once_send_once_and_suppre
     again = await clinic.route(loser, now=waited.deferred_until)
     assert again.suppressed == 1 and [a["alert_id"] for a in clinic.sent("ward")] == [winner]
     async with clinic.pool.acquire() as conn:
-        [row] = await deliveries.deliveries_for_alert(conn, loser)
+        row = (await deliveries.deliveries_for_alert(conn, loser))[-1]
     assert row.status == "suppressed" and row.detail is not None
     assert row.detail.startswith(f"cooldown: alert {winner} went out"), row.detail
 
@@ -759,7 +763,27 @@ async def test_the_alert_that_lost_the_cooldown_goes_out_when_the_winners_send_f
     assert [a["alert_id"] for a in clinic.sent("ward")] == [loser]
 
 
-async def _route_at_once(clinic: Clinic, alert_ids: list[int]) -> list[Any]:
+async def test_two_workers_sending_groups_for_one_patients_key_at_once_send_once_and_suppress_the_other(
+    clinic: Clinic,
+) -> None:
+    channel = await clinic.channel("ward")
+    rule = await clinic.rule([channel], cooldown=timedelta(minutes=60), group_wait=timedelta(seconds=30))
+    first, second = await clinic.alert(), await clinic.alert()
+    # A worker died mid-send of both alerts: neither can ride in the other's group, so each
+    # worker sends a group of its own alert alone.
+    await clinic.pool.execute(
+        "INSERT INTO notification_logs (alert_id, channel_id, purpose, rule_id, attempt, status, created_at)"
+        " SELECT id, $2, 'notify', $3, 1, 'sending', now() - interval '10 minutes' FROM alerts WHERE id = ANY($1)",
+        [first, second], channel, rule,
+    )  # fmt: skip
+    now = datetime.now(UTC) + timedelta(seconds=31)
+
+    reports = dict(zip((first, second), await _route_at_once(clinic, [first, second], now=now), strict=True))
+
+    await _one_sent_and_the_other_suppressed(clinic, reports)
+
+
+async def _route_at_once(clinic: Clinic, alert_ids: list[int], now: datetime | None = None) -> list[Any]:
     """Route each alert from a pool of its own, as worker processes do, with every read of the
     cooldown's evidence done before any claim: each report, or what routing raised."""
     keyring = runtime.current().keyring
@@ -772,7 +796,9 @@ async def _route_at_once(clinic: Clinic, alert_ids: list[int]) -> list[Any]:
         held = gate.transaction()
         await held.start()
         await gate.execute("SELECT 1 FROM alerts WHERE id = ANY($1::bigint[]) FOR UPDATE", alert_ids)
-        routing = [asyncio.ensure_future(route_alert(w, keyring, a)) for w, a in zip(workers, alert_ids, strict=True)]
+        routing = [
+            asyncio.ensure_future(route_alert(w, keyring, a, now=now)) for w, a in zip(workers, alert_ids, strict=True)
+        ]
         await eventually(lambda: _claims_waiting(gate, len(alert_ids)), timeout=10, what="the claims to wait")
         await held.rollback()
         return await asyncio.gather(*routing, return_exceptions=True)
@@ -810,6 +836,35 @@ async def test_a_cooldown_is_claimed_only_as_routing_read_it_or_by_a_more_severe
     # A critical alert is never held back by a warning's send.
     assert list((await start(critical, claim)).log_ids) == [critical]
     assert await clinic.pool.fetchval("SELECT alert_id FROM cooldown_claims WHERE rule_id = $1", rule) == critical
+
+
+async def test_a_group_claims_the_cooldown_of_every_key_it_carries_or_starts_nothing(clinic: Clinic) -> None:
+    channel = await clinic.channel("ward")
+    rule = await clinic.rule([channel], cooldown=timedelta(minutes=60), group_wait=timedelta(seconds=30))
+    lead, rider, other = await clinic.alert(), await clinic.alert(metric="spo2"), await clinic.alert(metric="spo2")
+    lease = timedelta(minutes=2)
+    async with clinic.pool.acquire() as conn:
+        # Another worker's alert claimed the rider's key after the group read it.
+        found = await delivery_log.start_each(
+            conn, [(other, channel, rule)], lease=lease, cooldowns={(other, rule): None}
+        )
+        [claim] = found[other, channel].log_ids.values()
+
+        async def start(rider_seen: int | None) -> delivery_log.Attempt:
+            cooldowns = {(lead, rule): None, (rider, rule): rider_seen}
+            return await delivery_log.start_attempts(
+                conn, lead, channel, lease=lease, rule_id=rule, also=[rider], cooldowns=cooldowns
+            )
+
+        assert await start(None) == delivery_log.Attempt(cooldown_taken=True)
+        claims = "SELECT key, alert_id FROM cooldown_claims WHERE rule_id = $1 ORDER BY key"
+        assert [tuple(r) for r in await conn.fetch(claims, rule)] == [("spo2", other)]
+        assert (
+            await conn.fetchval("SELECT count(*) FROM notification_logs WHERE alert_id = ANY($1)", [lead, rider]) == 0
+        )
+        # Read after that claim, the group takes both keys.
+        assert list((await start(claim)).log_ids) == [lead, rider]
+        assert [tuple(r) for r in await conn.fetch(claims, rule)] == [(HR, lead), ("spo2", rider)]
 
 
 async def test_only_a_rule_with_a_cooldown_claims_it_and_erasing_a_patient_or_tenant_removes_the_claims(
