@@ -449,8 +449,10 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
                 report.baselines.append(await run_apprise(pool, http, port, runs[0][2], f"apprise-{r}"))
                 for p, warm, batch in runs:
                     # Each run starts from a vacuumed database, as autovacuum leaves it between bursts,
-                    # so that no run pays for the dead rows of the one before it.
+                    # and checkpointed, so that no run pays for the dead rows, or the flushing of the
+                    # dirty pages, of the one before it.
                     await pool.execute("VACUUM ANALYZE")
+                    await pool.execute("CHECKPOINT")
                     report.ours.append(await run_ours(pool, http, port, env, warm, batch, p, args.threads, scratch))
                     clear_queues(redis_url)
         return report
