@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any, cast
 
 import asyncpg
 import redis
@@ -136,7 +137,8 @@ async def _postgres(url: str, mode: str, kids: list[str]) -> list[Check]:
 def _redis(url: str, mode: str) -> Check:
     try:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        version = client.info("server").get("redis_version")
+        info = cast(dict[str, Any], client.info("server"))  # the sync client answers a dict
+        version = info.get("redis_version")
         client.close()
         return Check("redis", True, f"{mode}, Redis {version}")
     except (redis.RedisError, OSError) as exc:

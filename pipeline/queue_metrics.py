@@ -84,7 +84,7 @@ class QueueCollector(Collector):
             return
         with client.pipeline(transaction=False) as pipe:
             for _, _, hash_key, message_id in oldest:
-                pipe.hget(hash_key, message_id)
+                pipe.hget(hash_key, message_id.decode())
             bodies = pipe.execute()
         now_ms = time.time() * 1000
         for (q, state, _, _), body in zip(oldest, bodies, strict=True):

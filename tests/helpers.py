@@ -14,6 +14,11 @@ from db import connections, notification_channels, notification_rules, tenants
 from db.sealing import Keyring
 from pipeline.providers.simulator import issue_tokens
 
+# Where simulator patients live.  The simulator sends each day's summary at 07:00 UTC, which is
+# midnight at UTC−7 (POSIX writes it "Etc/GMT+7"): a patient's local day then starts with its
+# summary, so what "today" holds does not depend on the hour the tests run at.
+SIMULATOR_ZONE = "Etc/GMT+7"
+
 # Two connections to one database and a user on it: (first, second, tenant id, user id).
 Two = tuple[asyncpg.Connection, asyncpg.Connection, int, int]
 
@@ -47,7 +52,7 @@ async def make_patient(
     """
     async with pool.acquire() as conn:
         tenant_id = await tenants.ensure_tenant(conn, tenant, tenant.title())
-        user_id = await tenants.ensure_user(conn, tenant_id, "p1", "Pat One")
+        user_id = await tenants.ensure_user(conn, tenant_id, "p1", "Pat One", SIMULATOR_ZONE)
         connection_id = await connections.upsert(
             conn,
             keyring,

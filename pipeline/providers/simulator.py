@@ -16,7 +16,8 @@ Settings (``connections.settings``):
 
 * ``seed``: any string; the same seed gives the same data.
 * ``scenarios``: names from SCENARIOS; each event lands in the most recent days of the window.
-* ``anomalies``: explicit overrides, ``[{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]``.
+* ``anomalies``: explicit overrides, ``[{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]``;
+  days count back from the latest daily summary of the window (before 07:00 UTC, yesterday's).
 * ``cgm``: true to stream 5-minute glucose.
 * ``pace_ms``: a pause after each day, so a sync takes long enough to interrupt in a drill.
 
@@ -130,10 +131,13 @@ class Simulator(Provider):
         cgm = bool(settings.get("cgm")) or "hypoglycaemia" in scenarios
         pace = float(settings.get("pace_ms", 0)) / 1000
         today = window.end.astimezone(UTC).date()
+        # Days are counted back from the latest morning summary the window holds: before
+        # READING_TIME that is yesterday's, so an event "0 days ago" is always in the sync.
+        latest = (window.end.astimezone(UTC) - timedelta(hours=READING_TIME.hour)).date()
         day = window.start.astimezone(UTC).date()
         while day <= today:
             recorded_at = datetime.combine(day, READING_TIME)
-            ago = (today - day).days
+            ago = (latest - day).days
             if "missing_days" in scenarios and ago in MISSING_DAYS:
                 day += timedelta(days=1)
                 continue

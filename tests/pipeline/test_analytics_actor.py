@@ -168,8 +168,10 @@ async def test_a_weight_gain_raises_both_weight_alerts_and_bad_values_and_missin
     )
     assert run["status"] == "completed" and run["rows_invalid"] == 3
     assert await pool.fetchval("SELECT count(*) FROM metrics WHERE user_id = $1", user_id) == days * 9
+    # The missing days count back from the latest summary, as the simulator's days do.
     gaps = await pool.fetchval(
-        "SELECT count(*) FROM generate_series(current_date - 4, current_date - 2, '1 day') d"
+        "WITH latest AS (SELECT max(recorded_at)::date AS day FROM metrics WHERE user_id = $1 AND metric = 'weight')"
+        " SELECT count(*) FROM latest, generate_series(latest.day - 4, latest.day - 2, '1 day') d"
         " WHERE EXISTS (SELECT FROM metrics WHERE user_id = $1 AND recorded_at::date = d)",
         user_id,
     )

@@ -62,7 +62,8 @@ async def assert_delivered_once_each(drill: Drill, users: list[Patient]) -> int:
     A patient may raise two warnings on one metric at once (over 100 bpm, and 4+ bpm above their
     baseline): the rule's cooldown then sends the first one routed and suppresses the other, so
     "decided" is delivered, or suppressed for an alert of the same patient and metric that was
-    delivered.  (Routed at the same moment, both may go out: the cooldown reads delivered rows.)
+    delivered.  (Routed at the same moment by two workers, one claims the cooldown and sends; the
+    other decides again and is suppressed.)
     """
     user_ids = [p.user_id for p in users]
     alerts = {

