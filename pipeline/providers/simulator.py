@@ -131,9 +131,9 @@ class Simulator(Provider):
         cgm = bool(settings.get("cgm")) or "hypoglycaemia" in scenarios
         pace = float(settings.get("pace_ms", 0)) / 1000
         today = window.end.astimezone(UTC).date()
-        # Days are counted back from the latest morning summary the window holds: before
-        # READING_TIME that is yesterday's, so an event "0 days ago" is always in the sync.
-        latest = (window.end.astimezone(UTC) - timedelta(hours=READING_TIME.hour)).date()
+        # Days are counted back from the latest summary the window holds, so an event "0 days
+        # ago" is always in the sync.
+        latest = latest_summary(window.end)
         day = window.start.astimezone(UTC).date()
         while day <= today:
             recorded_at = datetime.combine(day, READING_TIME)
@@ -166,6 +166,11 @@ class Simulator(Provider):
             if pace:
                 await asyncio.sleep(pace)
             day += timedelta(days=1)
+
+
+def latest_summary(end: datetime) -> date:
+    """The day of the latest daily summary at or before ``end``: before READING_TIME, yesterday."""
+    return (end.astimezone(UTC) - timedelta(hours=READING_TIME.hour, minutes=READING_TIME.minute)).date()
 
 
 def _value(seed: str, day: date, metric: str, profile: Profile, now: datetime) -> float:

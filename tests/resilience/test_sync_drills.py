@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
 
-from pipeline.providers.simulator import READING_TIME
+from pipeline.providers.simulator import READING_TIME, latest_summary
 from tests.helpers import eventually
 from tests.resilience.checks import assert_delivered_once_each, compare_stored, counted, settled
 from tests.resilience.conftest import TACHYCARDIA, Drill, ReadingKey, reconciled, served
@@ -166,7 +166,7 @@ async def test_a_resync_keeps_the_row_count_and_updates_a_total_the_provider_cha
     second = await drill.pool.fetchrow("SELECT * FROM sync_runs WHERE id = $1", second_id)
     now_served = await served(corrected, second["window_start"], second["window_end"])
     after = await drill.stored(patient.user_id)
-    day = second["window_end"].astimezone(UTC).date() - timedelta(days=2)
+    day = latest_summary(second["window_end"]) - timedelta(days=2)
     corrected_key: ReadingKey = ("steps", datetime.combine(day, READING_TIME))
     changed = {k for k, v in now_served.readings.items() if before.readings.get(k) != v} | {
         k for k, v in now_served.sessions.items() if before.sessions.get(k) != v

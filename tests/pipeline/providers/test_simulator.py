@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from db.metrics import Reading
 from pipeline.providers.base import Window
-from pipeline.providers.simulator import Simulator
+from pipeline.providers.simulator import Simulator, latest_summary
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 WINDOW = Window(NOW - timedelta(days=14), NOW)
@@ -51,3 +51,18 @@ async def test_bad_values_adds_three_impossible_readings_today_beside_the_good_o
     assert {r.metric for r in extra} == {"resting_heart_rate", "spo2", "body_temperature"}
     assert all(r.recorded_at.date() == NOW.date() for r in extra)
     assert any(math.isnan(r.value) for r in extra) and any(r.value < 0 for r in extra)
+
+
+async def test_before_the_days_summary_an_event_of_today_lands_on_the_latest_summary() -> None:
+    # At 03:00 UTC today's 07:00 summary is still to come: "0 days ago" is yesterday's, the
+    # newest reading the sync returns, at any hour.
+    early = NOW.replace(hour=3)
+    settings = {"seed": "s", "anomalies": [{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]}
+    found = [r async for r in Simulator().fetch({}, Window(early - timedelta(days=3), early), settings)]
+    heart = {
+        r.recorded_at.date(): r.value for r in found if isinstance(r, Reading) and r.metric == "resting_heart_rate"
+    }
+    yesterday = early.date() - timedelta(days=1)
+
+    assert max(heart) == yesterday == latest_summary(early) and heart[yesterday] == 118
+    assert latest_summary(NOW) == NOW.date()
