@@ -73,7 +73,7 @@ from servers import (  # noqa: E402
 
 from db import notification_channels, notification_rules  # noqa: E402
 from db.sealing import Keyring  # noqa: E402
-from pipeline.providers.simulator import PROFILES, READING_TIME, issue_tokens  # noqa: E402
+from pipeline.providers.simulator import PROFILES, READING_TIME, issue_tokens, latest_summary  # noqa: E402
 
 TARGET_PER_MIN = 15_000
 TARGET_OF_CEILING = 0.60
@@ -86,13 +86,6 @@ BENCH_APP = "e2e-bench"
 
 
 # -- data ---------------------------------------------------------------------------------------
-
-
-def sync_day(now: datetime) -> date:
-    """The day whose morning summary a sync now returns: today once the simulator's 07:00 UTC
-    summary exists, else yesterday (a sync window starts at the UTC midnight before it)."""
-    today = now.date()
-    return today if now.time() >= READING_TIME.replace(tzinfo=None) else today - timedelta(days=1)
 
 
 def history(user_ids: range, day: date) -> Iterator[tuple[object, ...]]:
@@ -118,6 +111,7 @@ class Seeded:
     rows: int
     seconds: float
     alert_file: Path
+    synced: datetime  # the connections' last sync: each round's window starts at that UTC midnight
 
 
 async def seed(admin_url: str, keyring: Keyring, users: int, alert_file: Path) -> Seeded:
@@ -126,11 +120,13 @@ async def seed(admin_url: str, keyring: Keyring, users: int, alert_file: Path) -
     began = time.perf_counter()
     url = await create_database(admin_url)
     now = datetime.now(UTC)
-    day = sync_day(now)
+    # The day whose summary a sync now returns: today once the simulator's 07:00 UTC summary
+    # exists, else yesterday (a sync window starts at the UTC midnight before it).
+    day = latest_summary(now)
     # Synced an hour into the day: the next sync's window (less the hour of overlap, from the
     # UTC midnight) is that day, so each sync brings the day's readings and sessions.
     synced = datetime.combine(day, READING_TIME) - timedelta(hours=6)
-    anomaly = {**ANOMALY, "days_ago": (now.date() - day).days}
+    anomaly = {**ANOMALY, "days_ago": 0}  # on that day's summary
     # Valid all run long: the bench measures syncs, not the hourly token refresh.
     tokens = issue_tokens(now + timedelta(days=1))
     conn = await asyncpg.connect(url)
@@ -169,7 +165,7 @@ async def seed(admin_url: str, keyring: Keyring, users: int, alert_file: Path) -
     finally:
         await conn.close()
     rows = users * len(PROFILES) * HISTORY_DAYS
-    return Seeded(url, users, rows, time.perf_counter() - began, alert_file)
+    return Seeded(url, users, rows, time.perf_counter() - began, alert_file, synced)
 
 
 # -- rounds -------------------------------------------------------------------------------------
@@ -258,7 +254,12 @@ SELECT r.id, r.status,
 """
 
 
-async def one_round(pool: asyncpg.Pool, actor: str, connection_ids: list[int]) -> Round:
+async def one_round(pool: asyncpg.Pool, actor: str, connection_ids: list[int], synced: datetime) -> Round:
+    # Every round syncs the same day's summary: a sync moves last_synced_at to now, and after
+    # midnight UTC the next window would start past that summary (not on the clock).
+    await pool.execute(
+        "UPDATE connections SET last_synced_at = $1 WHERE id = ANY($2::bigint[])", synced, connection_ids
+    )
     rows = await pool.fetch(
         "INSERT INTO sync_runs (connection_id, trigger) SELECT unnest($1::bigint[]), 'scheduled' RETURNING id",
         connection_ids,
@@ -326,7 +327,8 @@ async def one_round(pool: asyncpg.Pool, actor: str, connection_ids: list[int]) -
         info=checks["info"],
         undelivered=checks["undelivered"],
         duplicates=checks["duplicates"],
-        statements=polls + 4,  # the bench's own: the INSERT, the polls, the stats, the checks, the DELETE
+        # The bench's own: the UPDATE, the INSERT, the polls, the stats, the checks, the DELETE.
+        statements=polls + 5,
     )
 
 
@@ -355,13 +357,13 @@ async def commits_so_far(pool: asyncpg.Pool) -> int:
 PHASES = ("pipeline", "ceiling")
 
 
-async def run_phases(pool: asyncpg.Pool, workers: Workers, users: int, seconds: float) -> list[Phase]:
+async def run_phases(pool: asyncpg.Pool, workers: Workers, users: int, seconds: float, synced: datetime) -> list[Phase]:
     """Rounds of the pipeline and of the ceiling, alternating until each has ``seconds`` of them:
     load from elsewhere on a shared box then falls on both alike."""
     ids = list(range(1, users + 1))
     for name in PHASES:
         # Imports, pool connections and first-call costs of every thread: not on the clock.
-        await one_round(pool, name, ids[: min(users, WARMUP_USERS)])
+        await one_round(pool, name, ids[: min(users, WARMUP_USERS)], synced)
     phases = [Phase(name) for name in PHASES]
     while any(p.seconds < seconds for p in phases):
         for phase in phases:
@@ -369,7 +371,7 @@ async def run_phases(pool: asyncpg.Pool, workers: Workers, users: int, seconds: 
                 continue
             phase.loads.append(os.getloadavg()[0])
             cpu, pg, commits = workers.cpu(), await backend_cpu(pool), await commits_so_far(pool)
-            phase.rounds.append(await one_round(pool, phase.name, ids))
+            phase.rounds.append(await one_round(pool, phase.name, ids, synced))
             cpu_after, pg_after = workers.cpu(), await backend_cpu(pool)
             # The bench's own statements are transactions too: its round's and these three.
             phase.commits += await commits_so_far(pool) - commits - phase.rounds[-1].statements - 3
@@ -424,7 +426,7 @@ async def measure(admin_url: str, redis_url: str, args: argparse.Namespace, scra
         )
         async with pool:
             pg_version = await pool.fetchval("SHOW server_version")
-            phases = await run_phases(pool, workers, args.users, args.seconds)
+            phases = await run_phases(pool, workers, args.users, args.seconds, seeded.synced)
         delivered = [i for p in phases for r in p.rounds for i in r.delivered_ids]
         missing, duplicates = file_check(seeded.alert_file, delivered)
         redis_version = redis.Redis.from_url(redis_url).info("server")["redis_version"]
