@@ -27,6 +27,9 @@ CHANNEL = "chat_callers_changed"
 # Identities kept; past it they are all forgotten, which costs one lookup each.
 MAX_KEPT = 10_000
 
+# What a lost server or a closing pool raises: the lookups then ask Postgres themselves.
+UNREACHABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 Caller = tuple[int | None, int | None]  # (tenant id, user id); None: unbound workspace, or not linked
 
 
@@ -37,6 +40,7 @@ class Callers:
         self._changes = 0  # notifications heard: an answer is kept only when none came during its lookup
         self._listening: Any = None  # the pool connection that LISTENs, once it does
         self._opening: asyncio.Task[None] | None = None
+        self._releasing: asyncio.Future[None] | None = None  # held: asyncio keeps tasks only weakly
 
     @property
     def listening(self) -> bool:
@@ -67,14 +71,14 @@ class Callers:
     async def _listen(self) -> None:
         try:
             conn = await self._pool.acquire()
-        except (OSError, asyncpg.PostgresError) as exc:
+        except UNREACHABLE as exc:
             log.warning("chat callers: no connection to listen on (%s); asking Postgres every time", exc)
             return
         try:
             await conn.add_listener(CHANNEL, self._changed)
         except BaseException as exc:  # cancelled by close() too: the connection goes back
             await self._pool.release(conn)
-            if not isinstance(exc, (OSError, asyncpg.PostgresError)):
+            if not isinstance(exc, UNREACHABLE):
                 raise
             log.warning("chat callers: LISTEN failed (%s); asking Postgres every time", exc)
             return
@@ -92,7 +96,7 @@ class Callers:
         self._changed()
         if listening is not None:
             # Back to the pool, which replaces a closed connection.
-            asyncio.ensure_future(self._pool.release(listening))
+            self._releasing = asyncio.ensure_future(self._pool.release(listening))
 
     async def close(self) -> None:
         if self._opening is not None and not self._opening.done():
@@ -104,6 +108,6 @@ class Callers:
         if listening is None:
             return
         listening.remove_termination_listener(self._lost)
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        with contextlib.suppress(*UNREACHABLE):
             await listening.remove_listener(CHANNEL, self._changed)  # UNLISTEN: the pool does not reset
         await self._pool.release(listening)
