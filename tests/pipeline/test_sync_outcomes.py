@@ -17,7 +17,7 @@ from db import sync_runs
 from pipeline import runtime
 from pipeline.errors import PermanentSyncError, RefreshFailedError
 from pipeline.providers import PROVIDERS
-from pipeline.providers.simulator import issue_tokens
+from pipeline.providers.simulator import READING_TIME, issue_tokens, latest_summary
 from pipeline.reconciler import reconcile
 from pipeline.triggers import request_sync, requeue_failed, sweep
 from tests.helpers import eventually, make_patient
@@ -41,12 +41,16 @@ async def test_a_completed_run_records_its_counts_duration_audit_and_sync_comple
     )
 
     first = await finished(pool, await request_sync(pool, connection_id, "manual"))
+    # Last synced as the latest summary came in: the next window starts at that day's UTC midnight,
+    # at whatever hour this runs (an hour past midnight, a window from the sync's own day holds none).
+    synced = datetime.combine(latest_summary(datetime.now(UTC)), READING_TIME)
+    await pool.execute("UPDATE connections SET last_synced_at = $2 WHERE id = $1", connection_id, synced)
     again = await finished(pool, await request_sync(pool, connection_id, "manual"))
 
     assert first["status"] == "completed" and first["rows_received"] > 0
     assert (first["rows_written"], first["rows_unchanged"]) == (first["rows_received"], 0)
     assert first["duration_ms"] is not None and first["duration_ms"] >= 0
-    # The second run re-reads today (the overlap): what did not change is counted as unchanged.
+    # The second run re-reads that day: what did not change is counted as unchanged.
     assert again["rows_received"] == again["rows_written"] + again["rows_unchanged"] + again["rows_invalid"]
     assert again["rows_unchanged"] > 0
     audit = await pool.fetch(
