@@ -28,6 +28,7 @@ ROLLING = (7, 30)
 SECONDS_PER_DAY = 86_400
 QUARTER_HOUR = 900
 MARKED_QUARTERS = 1 << 16  # ~680 days: a 90-day window's readings are marked, a long history sorted
+GRID_DAYS = 1 << 14  # ~45 years: rolling sums on a calendar grid of up to 16,384 days per metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,21 @@ class Daily:
             name: DailySeries(self.day[start:end], values[start:end])
             for name, start, end in zip(self.metrics, bounds[:-1], bounds[1:], strict=True)
         }
+
+    def matrix(
+        self, start: np.datetime64, end: np.datetime64, without: tuple[str, ...] = ()
+    ) -> tuple[list[str], npt.NDArray[np.float64]]:
+        """(names, days × metrics matrix of the daily averages on ``start``…``end``, NaN where a
+        day has none), the metrics but ``without`` in name order: ``daily_matrix`` of ``means``,
+        in one scatter from these arrays."""
+        names = [name for name in self.metrics if name not in without]
+        column = np.full(len(self.metrics), -1)
+        column[[self.metrics.index(name) for name in names]] = np.arange(len(names))
+        row = (self.day - start).astype(np.int64)
+        keep = (row >= 0) & (self.day <= end) & (column[self.metric] >= 0)
+        matrix = np.full((int((end - start).astype(np.int64)) + 1, len(names)), np.nan)
+        matrix[row[keep], column[self.metric[keep]]] = self.avg[keep]
+        return names, matrix
 
     @property
     def means(self) -> DailyData:
@@ -174,7 +190,7 @@ def daily(readings: Sequence[Reading] | ReadingColumns, timezone: str) -> Daily:
     group_metric = (group_key // 1_000_000).astype(np.intp)
     group_day = group_key % 1_000_000
 
-    rolling = _rolling_means(group_key, group_metric, avg, len(columns.names))
+    rolling = _rolling_means(group_metric, group_day, avg, len(columns.names))
     return Daily(
         columns.names,
         group_metric,
@@ -208,14 +224,44 @@ def _by_key_then_value(key: npt.NDArray[np.int64], values: npt.NDArray[np.float6
 
 
 def _rolling_means(
-    key: npt.NDArray[np.int64], metric: npt.NDArray[np.intp], avg: npt.NDArray[np.float64], metrics: int
+    metric: npt.NDArray[np.intp], day: npt.NDArray[np.int64], avg: npt.NDArray[np.float64], metrics: int
 ) -> dict[int, npt.NDArray[np.float64]]:
     """Per window, each group's mean of its metric's daily averages over (day − window, day],
     for every metric at once: a difference of prefix sums over the count of days in between.
 
-    ``key`` is metric·10⁶ + day, sorted and unique.  Each metric's prefix sums come from its own
-    row of a zero-padded matrix, so they are the very floats a cumsum over that metric alone gives.
+    The prefix sums run along each metric's row of a calendar grid, a day without data adding 0.0,
+    so they are the very floats a cumsum over that metric's days alone gives, and a window's
+    bounds are a subtraction instead of a search.  Groups are sorted by metric then day.
     """
+    if not day.size:
+        return {window: np.empty(0) for window in ROLLING}
+    first = int(day.min())
+    span = int(day.max()) - first + 1
+    if span > GRID_DAYS:  # a history of decades: the grid would be large, so search instead
+        return _rolling_means_searched(metric, day, avg, metrics)
+    # Column 0 is the empty sum before the first day.  Windows are worked out on the whole grid,
+    # in contiguous slices, and read at each group's cell: far cheaper than per-group gathers.
+    cell = metric * (span + 1) + (day - first + 1)
+    sums = np.zeros((metrics, span + 1))
+    days = np.zeros((metrics, span + 1))
+    sums.put(cell, avg)
+    days.put(cell, 1.0)
+    np.cumsum(sums, axis=1, out=sums)
+    np.cumsum(days, axis=1, out=days)
+    found = {}
+    for window in ROLLING:
+        total, count = sums.copy(), days.copy()
+        total[:, window:] -= sums[:, :-window]
+        count[:, window:] -= days[:, :-window]
+        found[window] = np.take(total, cell) / np.take(count, cell)
+    return found
+
+
+def _rolling_means_searched(
+    metric: npt.NDArray[np.intp], day: npt.NDArray[np.int64], avg: npt.NDArray[np.float64], metrics: int
+) -> dict[int, npt.NDArray[np.float64]]:
+    """``_rolling_means`` over each metric's days alone, the window's start found by a search."""
+    key = metric.astype(np.int64) * 1_000_000 + day  # sorted and unique
     bounds = np.searchsorted(metric, np.arange(metrics + 1))
     first = bounds[metric]  # where each group's metric starts
     position = np.arange(key.size) - first

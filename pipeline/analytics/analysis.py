@@ -22,7 +22,7 @@ from pipeline.analytics.cgm import CgmMetrics, GlucoseEvent, cgm_metrics, glucos
 from pipeline.analytics.clinical import strongest_findings
 from pipeline.analytics.columns import ReadingColumns
 from pipeline.analytics.correlations import Correlation
-from pipeline.analytics.correlations.stack import correlate_daily_many
+from pipeline.analytics.correlations.stack import correlate_many
 from pipeline.analytics.findings import Finding
 from pipeline.analytics.scores import Score, compute_scores
 from pipeline.analytics.series import DailyData, median_of
@@ -99,7 +99,7 @@ def analyse_many(
     subjects: Sequence[Subject], *, min_pairs: int = 14, max_q: float | None = None
 ) -> list[Analysis | None]:
     """``analyse`` of each subject, in order, with the correlations of all of them computed
-    together (``correlate_daily_many``): the same results, for less time per user."""
+    together (``correlate_many``): the same results, for less time per user."""
     prepared: list[tuple[Subject, ReadingColumns, aggregates.Daily, DailyData] | None] = []
     for subject in subjects:
         readings = subject.readings
@@ -109,12 +109,12 @@ def analyse_many(
             continue
         daily = aggregates.daily(columns, subject.timezone)
         prepared.append((subject, columns, daily, daily.means))
-    windows = []
+    matrices = []
     for found in prepared:
         if found is not None:
             end = np.datetime64(found[2].latest, "D")
-            windows.append(({m: s for m, s in found[3].items() if m != "glucose"}, end - (CORRELATION_DAYS - 1), end))
-    correlations = iter(correlate_daily_many(windows, min_pairs=min_pairs, max_q=max_q))
+            matrices.append(found[2].matrix(end - (CORRELATION_DAYS - 1), end, without=("glucose",)))
+    correlations = iter(correlate_many(matrices, min_pairs=min_pairs, max_q=max_q))
     return [None if found is None else _analyse(*found, next(correlations)) for found in prepared]
 
 

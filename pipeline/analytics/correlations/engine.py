@@ -24,6 +24,9 @@ def _pearson(x: Floats, present: Bools, lags: int) -> tuple[Floats, Floats]:
     80 kg moving by tenths); any shift leaves r unchanged.
     """
     days, metrics = x.shape
+    if (present == present[:, :1]).all():
+        n, r = _pearson_shared(x[None], present[None, :, 0], lags)
+        return np.broadcast_to(n[0, :, None, None], r.shape[1:]), r[0]
     centred = np.where(present, x - np.where(present, x, 0.0).sum(axis=0) / np.maximum(present.sum(axis=0), 1), 0.0)
     moments = np.concatenate([centred, centred * centred, present], axis=1)
     sums = np.stack([moments[: days - lag].T @ moments[lag:] for lag in range(lags)]).reshape(lags, 3, metrics, 3, -1)
@@ -33,6 +36,42 @@ def _pearson(x: Floats, present: Bools, lags: int) -> tuple[Floats, Floats]:
         cov = sums[:, value, :, value] - sum_a * sum_b / n
         var = (sums[:, square, :, one] - sum_a**2 / n) * (sums[:, one, :, square] - sum_b**2 / n)
         return n, np.clip(cov / np.sqrt(var), -1.0, 1.0)
+
+
+def _pearson_shared(x: Floats, present: Bools, lags: int) -> tuple[Floats, Floats]:
+    """``_pearson`` of a stack of users whose metrics are all present on the same days: x is
+    (users, days, M) and ``present`` (users, days).  Returns (n, r): n (users, lags), the common
+    days of every pair, and r (users, lags, M, M).
+
+    Every pair of a lag has the same common days, so each side is centred on its mean over them and
+    one product per lag gives Σab; Σa² and Σb² are sums along the days.  A ninth of the general
+    product's work, and the two-pass sums are the textbook's most accurate way to Pearson's r.
+    """
+    users, days, metrics = x.shape
+    n = np.empty((users, lags))
+    r = np.empty((users, lags, metrics, metrics))
+    whole = present.all()  # the usual case: no day missing, so no masking at all
+    # Metrics × days, so every sum runs along contiguous memory (numpy sums a strided axis one by
+    # one, a contiguous one pairwise: other floats); a missing day's NaN becomes 0.
+    values = np.ascontiguousarray(x.transpose(0, 2, 1))
+    if not whole:
+        values[~np.broadcast_to(present[:, None, :], values.shape)] = 0.0
+    for lag in range(lags):
+        common = present[:, : days - lag] & present[:, lag:]
+        n[:, lag] = common.sum(axis=1)
+        count = np.maximum(n[:, lag], 1)[:, None, None]
+        a, b = values[:, :, : days - lag], values[:, :, lag:]
+        if not whole:  # only the common days count: each side is 0 on the others
+            a, b = a * common[:, None, :], b * common[:, None, :]
+        a = a - a.sum(axis=2, keepdims=True) / count
+        b = b - b.sum(axis=2, keepdims=True) / count
+        if not whole:
+            a *= common[:, None, :]
+            b *= common[:, None, :]
+        spread = np.sqrt(np.einsum("umt,umt->um", a, a)[:, :, None] * np.einsum("umt,umt->um", b, b)[:, None, :])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r[:, lag] = np.matmul(a, b.transpose(0, 2, 1)) / spread
+    return n, np.clip(r, -1.0, 1.0)
 
 
 def _spearman(x: Floats, present: Bools, lags: int, n: Floats) -> Floats:

@@ -4,14 +4,14 @@ On one user's 90 × 30 matrix most of the engine's time is numpy's fixed cost pe
 each, not arithmetic.  Users of the same shape whose metrics are all present on the same days (one
 device: the common case) are stacked users × days × metrics and go through each step together;
 the others go through ``correlate`` one at a time.  The results are the same floats as
-``correlate``'s: Pearson's sums are the same matrix product per user (numpy's stacked matmul calls
-BLAS on each user's matrices as it does on one), Spearman's are exact integers, and the rest is
-element by element or per user.
+``correlate``'s: Pearson's sums are the same per-user matrix products (``correlate`` of a matrix
+whose metrics share their days calls the same ``_pearson_shared`` on a stack of one), Spearman's
+are exact integers, and the rest is element by element or per user.
 """
 
 from __future__ import annotations
 
-__all__ = ["correlate_daily_many"]
+__all__ = ["correlate_daily_many", "correlate_many"]
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ import numpy.typing as npt
 from scipy import special
 
 from pipeline.analytics.correlations import Correlation, _checked, _correlations, _results, correlate, daily_matrix
-from pipeline.analytics.correlations.engine import SHORTCUT_Q
+from pipeline.analytics.correlations.engine import SHORTCUT_Q, _pearson_shared
 from pipeline.analytics.correlations.primitives import Bools, Floats, _t_pvalues, _t_statistics, _tie_bounds
 from pipeline.analytics.series import DailyData
 
@@ -38,15 +38,26 @@ def correlate_daily_many(
     max_q: float | None = None,
 ) -> list[list[Correlation]]:
     """``correlate_daily(daily, start, end, ...)`` for each (daily, start, end), in order."""
-    found: list[list[Correlation]] = [[] for _ in windows]
-    names: list[list[str]] = []
-    matrices: list[Floats] = []
+    matrices = [daily_matrix(daily, start, end) for daily, start, end in windows]
+    return correlate_many(matrices, max_lag=max_lag, min_pairs=min_pairs, max_q=max_q)
+
+
+def correlate_many(
+    matrices: Sequence[tuple[Sequence[str], Floats]],
+    *,
+    max_lag: int = 3,
+    min_pairs: int = 14,
+    max_q: float | None = None,
+) -> list[list[Correlation]]:
+    """``correlate(names, matrix, ...)`` for each (names, matrix), in order."""
+    found: list[list[Correlation]] = [[] for _ in matrices]
+    names: list[Sequence[str]] = []
+    checked: list[Floats] = []
     stacks: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (daily, start, end) in enumerate(windows):
-        own, matrix = daily_matrix(daily, start, end)
+    for i, (own, matrix) in enumerate(matrices):
         x = _checked(own, matrix, max_lag, min_pairs)
         names.append(own)
-        matrices.append(x)
+        checked.append(x)
         days, metrics = x.shape
         present = ~np.isnan(x)
         if metrics >= 2 and days >= 2 and (present == present[:, :1]).all():
@@ -57,9 +68,10 @@ def correlate_daily_many(
         lags = min(max_lag, days - 1) + 1
         for first in range(0, len(members), STACK):
             chunk = members[first : first + STACK]
-            x = np.stack([matrices[i] for i in chunk])
+            x = np.stack([checked[i] for i in chunk])
             present = ~np.isnan(x)
-            n, pearson = _pearson(x, present, lags)
+            shared, pearson = _pearson_shared(x, present[:, :, 0], lags)
+            n = np.broadcast_to(shared[:, :, None, None], pearson.shape)
             rho = _spearman(x, present[:, :, 0], lags, n)
             if max_q is not None and SHORTCUT_Q[0] <= max_q < SHORTCUT_Q[1]:
                 kept = _significant_many([names[i] for i in chunk], n, rho, pearson, min_pairs, max_q)
@@ -116,26 +128,6 @@ def _significant_many(
             q,
         )
     return found
-
-
-def _pearson(x: Floats, present: Bools, lags: int) -> tuple[Floats, Floats]:
-    """``engine._pearson`` of each user of a stack: (n, r), each (users, lags, M, M)."""
-    users, days, metrics = x.shape
-    centred = np.where(
-        present,
-        x - np.where(present, x, 0.0).sum(axis=1, keepdims=True) / np.maximum(present.sum(axis=1, keepdims=True), 1),
-        0.0,
-    )
-    moments = np.concatenate([centred, centred * centred, present], axis=2)
-    sums = np.stack(
-        [np.matmul(moments[:, : days - lag].transpose(0, 2, 1), moments[:, lag:]) for lag in range(lags)], axis=1
-    ).reshape(users, lags, 3, metrics, 3, metrics)
-    value, square, one = 0, 1, 2
-    n, sum_a, sum_b = sums[:, :, one, :, one], sums[:, :, value, :, one], sums[:, :, one, :, value]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cov = sums[:, :, value, :, value] - sum_a * sum_b / n
-        var = (sums[:, :, square, :, one] - sum_a**2 / n) * (sums[:, :, one, :, square] - sum_b**2 / n)
-        return n, np.clip(cov / np.sqrt(var), -1.0, 1.0)
 
 
 def _spearman(x: Floats, present: Bools, lags: int, n: Floats) -> Floats:
