@@ -89,16 +89,23 @@ def effective_n(n: int, rho1: float, rho2: float) -> float:
     return n * (1 - rho1 * rho2) / (1 + rho1 * rho2)
 
 
-def _tie_bounds(ordered: Floats) -> tuple[Ints, Ints]:
-    """First and last sorted position of each position's tie group, along axis 0 (NaN stands alone)."""
-    days = ordered.shape[0]
-    position = np.broadcast_to(np.arange(days).reshape(-1, *([1] * (ordered.ndim - 1))), ordered.shape)
-    same = ordered[1:] == ordered[:-1]  # NaN == NaN is False
+def _tie_bounds(ordered: Floats, axis: int = 0) -> tuple[Ints, Ints]:
+    """First and last sorted position of each position's tie group, along ``axis`` (NaN stands alone)."""
+    days = ordered.shape[axis]
+    shape = [1] * ordered.ndim
+    shape[axis] = days
+    position = np.broadcast_to(np.arange(days).reshape(shape), ordered.shape)
+
+    def along(part: slice) -> tuple[slice, ...]:
+        return tuple(part if i == axis % ordered.ndim else slice(None) for i in range(ordered.ndim))
+
+    same = ordered[along(slice(1, None))] == ordered[along(slice(None, -1))]  # NaN == NaN is False
     if not same.any():
         return position, position
-    alone = np.zeros_like(same[:1])
-    start = np.maximum.accumulate(np.where(np.concatenate([alone, same]), 0, position), axis=0)
-    end = np.minimum.accumulate(np.where(np.concatenate([same, alone]), days, position)[::-1], axis=0)[::-1]
+    alone = np.zeros_like(same[along(slice(0, 1))])
+    start = np.maximum.accumulate(np.where(np.concatenate([alone, same], axis), 0, position), axis=axis)
+    later = np.flip(np.where(np.concatenate([same, alone], axis), days, position), axis)
+    end = np.flip(np.minimum.accumulate(later, axis=axis), axis)
     return start, end
 
 

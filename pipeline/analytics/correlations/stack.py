@@ -22,7 +22,7 @@ from scipy import special
 
 from pipeline.analytics.correlations import Correlation, _checked, _correlations, _results, correlate, daily_matrix
 from pipeline.analytics.correlations.engine import SHORTCUT_Q, _pearson_shared
-from pipeline.analytics.correlations.primitives import Bools, Floats, _t_pvalues, _t_statistics, _tie_bounds
+from pipeline.analytics.correlations.primitives import Bools, Floats, Ints, _t_pvalues, _t_statistics, _tie_bounds
 from pipeline.analytics.series import DailyData
 
 # Users per stack.  The sums of one user take 4 lags × (3·30)² floats, ~0.25 MB: 32 users keep a
@@ -72,7 +72,8 @@ def correlate_many(
             present = ~np.isnan(x)
             shared, pearson = _pearson_shared(x, present[:, :, 0], lags)
             n = np.broadcast_to(shared[:, :, None, None], pearson.shape)
-            rho = _spearman(x, present[:, :, 0], lags, n)
+            whole = present.all()
+            rho = _spearman_whole(x, lags) if whole else _spearman(x, present[:, :, 0], lags, n)
             if max_q is not None and SHORTCUT_Q[0] <= max_q < SHORTCUT_Q[1]:
                 kept = _significant_many([names[i] for i in chunk], n, rho, pearson, min_pairs, max_q)
                 for i, correlations in zip(chunk, kept, strict=True):
@@ -181,4 +182,53 @@ def _spearman(x: Floats, present: Bools, lags: int, n: Floats) -> Floats:
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = (cross - cube) * 3 / np.sqrt(var_a * var_b)
     rho[(var_a <= 0) | (var_b <= 0)] = np.nan
+    return np.clip(rho, -1.0, 1.0)
+
+
+def _spearman_whole(x: Floats, lags: int) -> Floats:
+    """``_spearman`` of a stack with no day missing: ρ, (users, lags, M, M).
+
+    A pair at lag L ranks a over the first days − L days and b over the last days − L, so each
+    rank is the rank over every day less what the L days left out count.  With before (values
+    below) and through (values up to and equal) over the days kept, u = before + through, and a
+    tie group of size s holds s days each with through − before = s, so Σ(s³ − s) is the sum of
+    (through − before)² − 1 over the days: the engine's integers, with no search or gather per lag.
+    """
+    users, days, metrics = x.shape
+    values = np.ascontiguousarray(x.transpose(0, 2, 1))  # users × metrics × days
+    order = np.argsort(values, axis=2)
+    ordered = np.take_along_axis(values, order, axis=2)
+    start, end = _tie_bounds(ordered, axis=2)
+    below, upto = np.empty((2, users, metrics, days), np.int32)
+    np.put_along_axis(below, order, start, axis=2)
+    np.put_along_axis(upto, order, end + 1, axis=2)
+
+    def ranked(below: Ints, upto: Ints, kept: slice) -> tuple[npt.NDArray[np.float32], Floats]:
+        below, upto = below[:, :, kept], upto[:, :, kept]
+        size = upto - below
+        return (below + upto).astype(np.float32), (size * size - 1).sum(axis=2).astype(np.float64)
+
+    first = {0: ranked(below, upto, slice(None))}  # a: the first days − lag days
+    last = {0: first[0]}  # b: the last days − lag days
+    head_below, head_upto, tail_below, tail_upto = below.copy(), upto.copy(), below, upto
+    for lag in range(1, lags):
+        left_out = values[:, :, days - lag, None]  # a's lag-th day from the end is no longer kept
+        head_below -= left_out < values
+        head_upto -= left_out <= values
+        first[lag] = ranked(head_below, head_upto, slice(0, days - lag))
+        left_out = values[:, :, lag - 1, None]  # b's lag-th day from the start
+        tail_below -= left_out < values
+        tail_upto -= left_out <= values
+        last[lag] = ranked(tail_below, tail_upto, slice(lag, days))
+    rho = np.empty((users, lags, metrics, metrics))
+    for lag in range(lags):
+        (u_a, ties_a), (u_b, ties_b) = first[lag], last[lag]
+        n = float(days - lag)
+        cube = n * n * n
+        # Integer sums below 2**24, so float32 holds them exactly, as in the engine.
+        cross = np.matmul(u_a, u_b.transpose(0, 2, 1)).astype(np.float64)
+        var_a, var_b = (cube - n - ties_a)[:, :, None], (cube - n - ties_b)[:, None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            found = (cross - cube) * 3 / np.sqrt(var_a * var_b)
+        rho[:, lag] = np.where((var_a <= 0) | (var_b <= 0), np.nan, found)  # a constant side
     return np.clip(rho, -1.0, 1.0)

@@ -25,6 +25,8 @@ def user(seed: int, metrics: int, *, gaps: str) -> dict[str, DailySeries]:
         values = 0.6 * np.roll(base, m % 3) + rng.normal(size=90)
         if m % 3 == 0:
             values = np.round(values)
+        if seed % 4 == 0 and m == metrics - 1:
+            values = np.full(90, 5.0)  # a constant metric: ρ and r are undefined, so NaN, not tested
         keep = {"none": np.ones(90, bool), "shared": shared, "own": rng.random(90) < 0.8}[gaps]
         found[f"metric_{m:02d}"] = DailySeries(days[keep], values[keep])
     return found
