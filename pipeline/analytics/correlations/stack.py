@@ -22,12 +22,13 @@ from scipy import special
 
 from pipeline.analytics.correlations import Correlation, _checked, _correlations, _results, correlate, daily_matrix
 from pipeline.analytics.correlations.engine import SHORTCUT_Q, _pearson_shared
-from pipeline.analytics.correlations.primitives import Bools, Floats, Ints, _t_pvalues, _t_statistics, _tie_bounds
+from pipeline.analytics.correlations.primitives import Bools, Floats, _t_pvalues, _t_statistics, _tie_bounds
 from pipeline.analytics.series import DailyData
 
 # Users per stack.  The sums of one user take 4 lags × (3·30)² floats, ~0.25 MB: 32 users keep a
 # stack's arrays within a few MB, where larger stacks measured no faster.
 STACK = 32
+Counts = npt.NDArray[np.int32]
 
 
 def correlate_daily_many(
@@ -203,7 +204,7 @@ def _spearman_whole(x: Floats, lags: int) -> Floats:
     np.put_along_axis(below, order, start, axis=2)
     np.put_along_axis(upto, order, end + 1, axis=2)
 
-    def ranked(below: Ints, upto: Ints, kept: slice) -> tuple[npt.NDArray[np.float32], Floats]:
+    def ranked(below: Counts, upto: Counts, kept: slice) -> tuple[npt.NDArray[np.float32], Floats]:
         below, upto = below[:, :, kept], upto[:, :, kept]
         size = upto - below
         return (below + upto).astype(np.float32), (size * size - 1).sum(axis=2).astype(np.float64)
