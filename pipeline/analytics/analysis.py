@@ -100,14 +100,22 @@ def analyse_many(
 ) -> list[Analysis | None]:
     """``analyse`` of each subject, in order, with the correlations of all of them computed
     together (``correlate_many``): the same results, for less time per user."""
-    prepared: list[tuple[Subject, ReadingColumns, aggregates.Daily, DailyData] | None] = []
+    users = []
     for subject in subjects:
         readings = subject.readings
-        columns = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(readings)
+        users.append(
+            (
+                readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(readings),
+                subject.timezone,
+            )
+        )
+    dailies = iter(aggregates.daily_many([(columns, zone) for columns, zone in users if len(columns)]))
+    prepared: list[tuple[Subject, ReadingColumns, aggregates.Daily, DailyData] | None] = []
+    for subject, (columns, _) in zip(subjects, users, strict=True):
         if not len(columns):
             prepared.append(None)
             continue
-        daily = aggregates.daily(columns, subject.timezone)
+        daily = next(dailies)
         prepared.append((subject, columns, daily, daily.means))
     matrices = []
     for found in prepared:

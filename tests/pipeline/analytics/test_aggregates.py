@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from db.metrics import Reading
-from pipeline.analytics.aggregates import _by_key_then_value, daily, local_days
+from pipeline.analytics import aggregates
+from pipeline.analytics.aggregates import _by_key_then_value, daily, daily_many, local_days
 from pipeline.analytics.columns import ReadingColumns
 
 
@@ -128,3 +129,32 @@ def test_columns_and_readings_give_the_same_aggregates(zone: str) -> None:
         by_rows, by_columns = daily(readings, zone), daily(ReadingColumns.from_readings(readings), zone)
         assert by_rows.stats == by_columns.stats
         assert by_rows.avg.tolist() == by_columns.avg.tolist()
+
+
+def test_a_batch_gives_each_user_what_daily_gives_it_alone() -> None:
+    rng = np.random.default_rng(13)
+    zones = ["UTC", "America/Santiago", "Asia/Kolkata", "UTC"]
+    users = [(ReadingColumns.from_readings(random_readings(rng)), zones[i % len(zones)]) for i in range(12)]
+    users.insert(5, (ReadingColumns.from_readings([reading("spo2", "1999-03-01T10:00:00", 97)]), "UTC"))
+
+    found = daily_many(users)
+
+    for (columns, zone), batched in zip(users, found, strict=True):
+        alone = daily(columns, zone)
+        assert batched.metrics == alone.metrics
+        for field in ("metric", "day", "avg", "low", "high", "count", "avg_7d", "avg_30d"):
+            assert getattr(batched, field).tolist() == getattr(alone, field).tolist(), field
+    assert sum(len(d.day) for d in found) > 1_000  # the comparison is not of empty arrays
+
+
+def test_rolling_averages_by_search_equal_the_one_metric_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A grid too large (decades of history, or windows far apart in one batch) is searched instead.
+    monkeypatch.setattr(aggregates, "GRID_CELLS", 0)
+    rng = np.random.default_rng(12)
+    for _ in range(30):
+        found = daily(random_readings(rng), "UTC")
+        for name, series in found.means.items():
+            rows = found.metric == found.metrics.index(name)
+            days = series.days.astype(np.int64)
+            assert found.avg_7d[rows].tolist() == rolling_mean(days, series.values, 7).tolist()
+            assert found.avg_30d[rows].tolist() == rolling_mean(days, series.values, 30).tolist()
