@@ -111,12 +111,14 @@ class Daily:
         day has none), the metrics but ``without`` in name order: ``daily_matrix`` of ``means``,
         in one scatter from these arrays."""
         names = [name for name in self.metrics if name not in without]
-        column = np.full(len(self.metrics), -1)
-        column[[self.metrics.index(name) for name in names]] = np.arange(len(names))
-        row = (self.day - start).astype(np.int64)
-        keep = (row >= 0) & (self.day <= end) & (column[self.metric] >= 0)
-        matrix = np.full((int((end - start).astype(np.int64)) + 1, len(names)), np.nan)
-        matrix[row[keep], column[self.metric[keep]]] = self.avg[keep]
+        columns = np.full(len(self.metrics), -1)
+        columns[[self.metrics.index(name) for name in names]] = np.arange(len(names))
+        days = int((end - start).astype(np.int64)) + 1
+        row = self.day.view(np.int64) - start.astype("datetime64[D]").astype(np.int64)
+        column = columns[self.metric]
+        keep = (row >= 0) & (row < days) & (column >= 0)
+        matrix = np.full((days, len(names)), np.nan)
+        matrix.put((row * len(names) + column)[keep], self.avg[keep])
         return names, matrix
 
     @property
