@@ -98,7 +98,8 @@ class Daily:
     def series(self, which: str) -> DailyData:
         """``which`` is "avg", "low" or "high": one DailySeries per metric."""
         values = {"avg": self.avg, "low": self.low, "high": self.high}[which]
-        bounds = np.searchsorted(self.metric, np.arange(len(self.metrics) + 1))
+        # As Python ints: slicing with numpy integers costs twice as much.
+        bounds = np.searchsorted(self.metric, np.arange(len(self.metrics) + 1)).tolist()
         return {
             name: DailySeries(self.day[start:end], values[start:end])
             for name, start, end in zip(self.metrics, bounds[:-1], bounds[1:], strict=True)
