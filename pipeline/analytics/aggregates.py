@@ -31,7 +31,6 @@ MARKED_QUARTERS = 1 << 16  # ~680 days: a 90-day window's readings are marked, a
 # Rolling sums on a calendar grid of series × days up to 4 M cells (32 MB a grid): a batch of 100
 # users' 90 days is ~0.3 M; one series over decades, or far-apart windows, go by search instead.
 GRID_CELLS = 1 << 22
-METRICS_PER_USER = 1 << 10  # a user's metric indices in a batch's keys; the vocabulary has ~40
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +198,8 @@ def daily_many(users: Sequence[tuple[ReadingColumns, str]]) -> list[Daily]:
         days[mine] = _local_days(seconds[mine], ZoneInfo(timezone)).astype(np.int64)
 
     # One group per (user, metric, day): sort by that key and by value inside it, then reduce each run.
-    series = (owner * METRICS_PER_USER + metric).astype(np.int64)
+    per_user = max((len(columns.names) for columns, _ in users), default=1)
+    series = owner.astype(np.int64) * per_user + metric
     key = series * 1_000_000 + days
     order = _by_key_then_value(key, values)
     key, values = key[order], values[order]
@@ -209,7 +209,7 @@ def daily_many(users: Sequence[tuple[ReadingColumns, str]]) -> list[Daily]:
     low = values[starts]  # sorted by value inside each group
     high = values[np.r_[starts[1:], key.size] - 1]
     group_series, group_day = np.divmod(key[starts], 1_000_000)
-    group_user, group_metric = np.divmod(group_series, METRICS_PER_USER)
+    group_user, group_metric = np.divmod(group_series, per_user)
     rolling = _rolling_means(group_series, group_day, avg)
     bounds = np.searchsorted(group_user, np.arange(len(users) + 1)).tolist()
     found = []
