@@ -65,6 +65,7 @@ from pipeline.analytics.scores.recovery import (
     MIN_BASELINE_DAYS,
     RECOVERY_WEIGHTS,
     SCALE_FLOOR,
+    _recovery,
     phi,
     recovery_band,
     robust_z,
@@ -72,6 +73,8 @@ from pipeline.analytics.scores.recovery import (
 )
 from pipeline.analytics.scores.sleep import (
     SleepNight,
+    _sleep_of,
+    _tonight,
     band_points,
     duration_points,
     efficiency_points,
@@ -128,11 +131,12 @@ def compute_scores(
     recovery baseline and the 7-day MVPA window.  ``gri`` comes from the CGM engine.
     Raises ValueError for an unknown ``bp_category`` or an invalid ``gri``.
     """
+    tonight = _tonight(daily, day, age)
     found = {
-        "sleep": score_sleep(daily, day, age),
+        "sleep": _sleep_of(day, tonight),
         "activity": score_activity(daily, day, age, moderate_minutes, vigorous_minutes),
         "cardio": score_cardio(daily, day, bp_category),
-        "recovery": score_recovery(daily, day, age),
+        "recovery": _recovery(daily, day, age, lambda: tonight),
         "glycemic": score_glycemic(day, gri),
     }
     return found | {"overall": score_overall(day, found)}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import numpy as np
 
-from pipeline.analytics.scores.base import Score, _on
-from pipeline.analytics.scores.sleep import _night, nightly_scores, sleep_score
+from pipeline.analytics.scores.base import Composite, Score, _day_number, _day_numbers, _on
+from pipeline.analytics.scores.sleep import _nightly_scores, _tonight
 from pipeline.analytics.series import DailyData, Days, Values, median_of
 
 BASELINE_DAYS, MIN_BASELINE_DAYS = 60, 28
@@ -37,14 +38,14 @@ def recovery_band(value: float) -> str:
 
 
 def _baseline(daily: DailyData, metric: str, day: date) -> tuple[Days, Values]:
-    """(days, values) of ``metric`` in the BASELINE_DAYS before ``day``, excluding ``day``."""
+    """(days, values) of ``metric`` in the BASELINE_DAYS before ``day``, excluding ``day``: a slice,
+    as a series' days are sorted and unique."""
     series = daily.get(metric)
     if series is None:
         return np.array([], dtype="datetime64[D]"), np.array([], dtype=float)
-    keep = (series.days >= np.datetime64(day - timedelta(days=BASELINE_DAYS), "D")) & (
-        series.days < np.datetime64(day, "D")
-    )
-    return series.days[keep], series.values[keep]
+    numbers, end = _day_numbers(series), _day_number(day)
+    first, stop = int(numbers.searchsorted(end - BASELINE_DAYS)), int(numbers.searchsorted(end))
+    return series.days[first:stop], series.values[first:stop]
 
 
 def score_recovery(daily: DailyData, day: date, age: int | None = None) -> Score:
@@ -55,6 +56,12 @@ def score_recovery(daily: DailyData, day: date, age: int | None = None) -> Score
     z_sleep needs the night of ``day`` and ≥ 28 baseline nights; without them it is left out, and
     the divisor becomes √(0.5² + 0.3²) = 0.5831 (partial).
     """
+    return _recovery(daily, day, age, lambda: _tonight(daily, day, age))
+
+
+def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[], Composite | None]) -> Score:
+    """``score_recovery``, with the night's sleep score from ``tonight``: compute_scores has it
+    already, and it is read only after the checks that need no sleep, as before."""
     # A non-positive RMSSD has no logarithm: it is treated as missing.
     hrv = _on(daily, "hrv_rmssd", day)
     hrv = hrv if hrv is not None and hrv > 0 else None
@@ -75,10 +82,10 @@ def score_recovery(daily: DailyData, day: date, age: int | None = None) -> Score
         "hrv": (math.log(hrv), hrv_values, "ln ms"),
         "rhr": (rhr, rhr_values, "bpm"),
     }
-    night = _night(daily, day)
-    history = nightly_scores(daily, _baseline(daily, "sleep_duration", day)[0], age)
+    night = tonight()
+    history = _nightly_scores(daily, *_baseline(daily, "sleep_duration", day), age)
     if night is not None and len(history) >= MIN_BASELINE_DAYS:
-        inputs["sleep"] = (sleep_score(night, age).value, history, "points")
+        inputs["sleep"] = (night.value, history, "points")
 
     contributors: dict[str, Any] = {}
     composite, squares = 0.0, 0.0

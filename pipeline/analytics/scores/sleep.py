@@ -120,62 +120,104 @@ def sleep_scores(
         bad = (values < 0) | np.isinf(values) | (np.isnan(values) if name == "duration_min" else False)
         if bad.any():
             raise ValueError(f"{name} must be a finite number ≥ 0")
+    return _sleep_scores(duration, efficiency, latency, waso, rem, deep, age)
+
+
+def _sleep_scores(
+    duration: Values,
+    efficiency: Values | None,
+    latency: Values | None,
+    waso: Values | None,
+    rem: Values | None,
+    deep: Values | None,
+    age: int | None,
+) -> Values:
+    """``sleep_scores`` of checked nights, None standing for a part missing on every night.
+
+    A numpy call costs about as much on 60 nights as on one, so the work is done in few calls:
+    parts nobody measured (latency and WASO, for every provider so far) are skipped rather than
+    carried as NaN, and the two stage bands and each blend are computed as rows of one array.
+    """
     hours, upper = duration / 60, 8.0 if age is not None and age >= 65 else 9.0
-    dur = np.where(
-        hours < 7,
-        np.maximum(0.0, 100 * (hours - 4) / 3),
-        np.where(hours <= upper, 100.0, np.maximum(60.0, 100 - 10 * (hours - upper))),
-    )
+    # duration_points without its branches: under 7 h the rising line is ≤ 100 and the falling
+    # one > 100; up to the upper bound both are ≥ 100; above it the rising one is > 100 and the
+    # falling one ≤ 100.  So the least of 100 and the two lines is the branch's own float.
+    rising = np.maximum(0.0, 100 * (hours - 4) / 3)
+    falling = np.maximum(60.0, 100 - 10 * (hours - upper))
+    parts, weights = [np.minimum(100.0, np.minimum(rising, falling))], [0.40]
     # clip01 is min(1, max(0, v)); NaN (missing) goes through every step and stays NaN.
-    eff = 100 * np.minimum(1.0, np.maximum(0.0, (efficiency - 65) / 25))
-    lat = np.where(latency <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (60 - latency) / 40)))
-    wake = np.where(waso <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (90 - waso) / 70)))
-    stages = _blend_nights([(0.5, _band_nights(rem, duration, 18, 27)), (0.5, _band_nights(deep, duration, 13, 23))])
-    return _blend_nights([(0.40, dur), (0.20, eff), (0.10, lat), (0.15, wake), (0.15, stages)])
+    if efficiency is not None:
+        parts.append(100 * np.minimum(1.0, np.maximum(0.0, (efficiency - 65) / 25)))
+        weights.append(0.20)
+    if latency is not None:
+        parts.append(np.where(latency <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (60 - latency) / 40))))
+        weights.append(0.10)
+    if waso is not None:
+        parts.append(np.where(waso <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (90 - waso) / 70))))
+        weights.append(0.15)
+    if rem is not None or deep is not None:
+        missing = np.full(duration.shape, np.nan)
+        minutes = np.array([missing if rem is None else rem, missing if deep is None else deep])
+        # band_points of each stage's percentage: NaN where the stage or a positive total is missing.
+        percent = np.divide(100 * minutes, duration, out=np.full(minutes.shape, np.nan), where=duration > 0)
+        bands = np.maximum(0.0, 100 - 5 * np.maximum(np.maximum(_STAGE_LOW - percent, percent - _STAGE_HIGH), 0.0))
+        parts.append(_blend_nights(bands, _STAGE_WEIGHTS))
+        weights.append(0.15)
+    return _blend_nights(np.array(parts), np.array(weights)[:, np.newaxis])
 
 
-def _band_nights(minutes: Values, total: Values, low: float, high: float) -> Values:
-    """band_points of each night's stage percentage; NaN where the stage or a positive total is missing."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        percent = np.where(total > 0, 100 * minutes / total, np.nan)
-    points: Values = np.maximum(0.0, 100 - 5 * np.maximum(np.maximum(low - percent, percent - high), 0.0))
-    return points
+# The REM and deep bands (% of total sleep) as columns, against a row of nights each.
+_STAGE_LOW, _STAGE_HIGH, _STAGE_WEIGHTS = (
+    np.array([[18.0], [13.0]]),
+    np.array([[27.0], [23.0]]),
+    np.array([[0.5], [0.5]]),
+)
 
 
-def _blend_nights(parts: list[tuple[float, Values]]) -> Values:
-    """``_blend``'s value per night: the present parts (not NaN) summed left to right, over their
-    weights summed the same way; NaN where no part is present."""
-    weighted = total = np.zeros(parts[0][1].shape)
-    for weight, points in parts:
-        have = ~np.isnan(points)
-        weighted = np.where(have, weighted + weight * points, weighted)
-        total = np.where(have, total + weight, total)
-    with np.errstate(invalid="ignore"):
-        value: Values = weighted / total
+def _blend_nights(points: Values, weights: Values) -> Values:
+    """``_blend``'s value per night, with a row of ``points`` and a ``weights`` entry per part:
+    the present parts (not NaN) summed left to right, over their weights summed the same way;
+    NaN where no part is present."""
+    # Points are finite or NaN (missing).  A missing part adds 0.0, which changes no sum.
+    have = np.isfinite(points)
+    terms, shares = np.where(have, weights * points, 0.0), np.where(have, weights, 0.0)
+    weighted = total = 0.0
+    for term, share in zip(terms, shares, strict=True):
+        weighted, total = weighted + term, total + share
+    value: Values = np.divide(weighted, total, out=np.full(points.shape[1:], np.nan), where=total > 0)
     return value
 
 
 def nightly_scores(daily: DailyData, days: Days, age: int | None = None) -> Values:
     """The unrounded sleep score of each night in ``days`` that has a ``sleep_duration``, in order:
     ``[sleep_score(_night(daily, d), age).value for d in days]`` without the None nights."""
-    columns = [_values_on(daily.get(metric), days) for metric in _NIGHT_METRICS]
-    has_night = ~np.isnan(columns[0])
-    columns = [column[has_night] for column in columns]
-    if any(((column < 0) | np.isinf(column)).any() for column in columns):
+    duration = _values_on(daily.get("sleep_duration"), days)
+    if duration is None:
+        return np.array([], dtype=float)
+    has_night = ~np.isnan(duration)
+    return _nightly_scores(daily, days[has_night], duration[has_night], age)
+
+
+def _nightly_scores(daily: DailyData, nights: Days, duration: Values, age: int | None) -> Values:
+    """``nightly_scores`` of ``nights``, each of which has ``duration``."""
+    others = [_values_on(daily.get(metric), nights) for metric in _NIGHT_METRICS[1:]]
+    every = np.concatenate([duration, *(column for column in others if column is not None)])
+    if ((every < 0) | np.isinf(every)).any():
         # A bad value: SleepNight raises, and the scalar path names the same field as before.
-        nights = [_night(daily, d) for d in days[has_night].tolist()]
-        return np.array([sleep_score(n, age).value for n in nights if n is not None])
-    duration, efficiency, latency, waso, rem, deep = columns
-    return sleep_scores(duration, efficiency, latency, waso, rem, deep, age)
+        found = [_night(daily, d) for d in nights.tolist()]
+        return np.array([sleep_score(n, age).value for n in found if n is not None])
+    efficiency, latency, waso, rem, deep = others
+    return _sleep_scores(duration, efficiency, latency, waso, rem, deep, age)
 
 
-def _values_on(series: DailySeries | None, days: Days) -> Values:
-    """The series' value on each of ``days``, NaN where it has none (series hold no NaN)."""
+def _values_on(series: DailySeries | None, days: Days) -> Values | None:
+    """The series' value on each of ``days``, NaN where it has none (series hold no NaN); None
+    when the series has no values at all."""
     if series is None or len(series) == 0:
-        return np.full(days.shape, np.nan)
+        return None
+    # The first day on or after each of ``days``; take(mode="clip") reads the last one past the end.
     at = np.searchsorted(series.days, days)
-    inside = np.minimum(at, len(series) - 1)
-    found: Values = np.where(series.days[inside] == days, series.values[inside], np.nan)
+    found: Values = np.where(series.days.take(at, mode="clip") == days, series.values.take(at, mode="clip"), np.nan)
     return found
 
 
@@ -197,8 +239,17 @@ def _night(daily: DailyData, day: date) -> SleepNight | None:
 
 def score_sleep(daily: DailyData, day: date, age: int | None = None) -> Score:
     """The sleep domain; None without ``sleep_duration`` on ``day``."""
+    return _sleep_of(day, _tonight(daily, day, age))
+
+
+def _tonight(daily: DailyData, day: date, age: int | None) -> Composite | None:
+    """``sleep_score`` of the night of ``day``, None without one: the sleep domain and the recovery
+    domain's z_sleep share it."""
     night = _night(daily, day)
-    if night is None:
+    return None if night is None else sleep_score(night, age)
+
+
+def _sleep_of(day: date, tonight: Composite | None) -> Score:
+    if tonight is None:
         return Score("sleep", day, None, {}, f"needs sleep_duration on {day}")
-    composite = sleep_score(night, age)
-    return Score("sleep", day, round(composite.value, 1), composite.contributors)
+    return Score("sleep", day, round(tonight.value, 1), tonight.contributors)
