@@ -72,27 +72,27 @@ def _input(value: Any, unit: str) -> dict[str, Any]:
 def _blend(parts: Mapping[str, _Part]) -> tuple[float | None, dict[str, Any]]:
     """The weighted mean of the parts that have points, with weights renormalised over them (None
     when none has), and the contributors: every part, a missing one with weight 0, and ``partial``."""
-    present = [(p.weight, p.points) for p in parts.values() if p.points is not None]
     # Summed left to right, as the nightly arrays in sleep.py are: from Python 3.12 on, sum()
     # compensates float rounding, and one ulp could split a baseline's median.
     total = weighted = 0.0
-    for weight, points in present:
-        total += weight
-        weighted += weight * points
+    present = 0
+    for part in parts.values():
+        if part.points is not None:
+            total += part.weight
+            weighted += part.weight * part.points
+            present += 1
     contributors: dict[str, Any] = {}
     for name, part in parts.items():
-        used = part.weight / total if part.points is not None else 0.0
         contributors[name] = part.details | {
             "score": _r(part.points),
-            "weight": round(used, 4),
+            "weight": 0.0 if part.points is None else round(part.weight / total, 4),
             "nominal_weight": part.weight,
         }
-    contributors["partial"] = len(present) < len(parts)
-    value = weighted / total if present else None
-    return value, contributors
+    contributors["partial"] = present < len(parts)
+    return (weighted / total if present else None), contributors
 
 
-_EPOCH = date(1970, 1, 1).toordinal()
+_EPOCH, _DAYS = date(1970, 1, 1).toordinal(), np.dtype("datetime64[D]")
 
 
 def _day_number(day: date) -> int:
@@ -103,7 +103,7 @@ def _day_number(day: date) -> int:
 def _day_numbers(series: DailySeries) -> npt.NDArray[np.int64]:
     """The series' days as day numbers, a view: searched with a Python int, they cost a third of
     ``value_on``, whose datetime64 scalars (made and compared) are most of its ~5 µs."""
-    numbers: npt.NDArray[np.int64] = series.days.astype("datetime64[D]", copy=False).view(np.int64)
+    numbers: npt.NDArray[np.int64] = series.days.astype(_DAYS, copy=False).view(np.int64)
     return numbers
 
 

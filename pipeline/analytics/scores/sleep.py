@@ -161,30 +161,33 @@ def _sleep_scores(
         # band_points of each stage's percentage: NaN where the stage or a positive total is missing.
         percent = np.divide(100 * minutes, duration, out=np.full(minutes.shape, np.nan), where=duration > 0)
         bands = np.maximum(0.0, 100 - 5 * np.maximum(np.maximum(_STAGE_LOW - percent, percent - _STAGE_HIGH), 0.0))
-        parts.append(_blend_nights(bands, _STAGE_WEIGHTS))
+        parts.append(_blend_nights(bands, [0.5, 0.5]))
         weights.append(0.15)
-    return _blend_nights(np.array(parts), np.array(weights)[:, np.newaxis])
+    return _blend_nights(np.array(parts), weights)
 
 
 # The REM and deep bands (% of total sleep) as columns, against a row of nights each.
-_STAGE_LOW, _STAGE_HIGH, _STAGE_WEIGHTS = (
-    np.array([[18.0], [13.0]]),
-    np.array([[27.0], [23.0]]),
-    np.array([[0.5], [0.5]]),
-)
+_STAGE_LOW, _STAGE_HIGH = np.array([[18.0], [13.0]]), np.array([[27.0], [23.0]])
 
 
-def _blend_nights(points: Values, weights: Values) -> Values:
-    """``_blend``'s value per night, with a row of ``points`` and a ``weights`` entry per part:
-    the present parts (not NaN) summed left to right, over their weights summed the same way;
-    NaN where no part is present."""
-    # Points are finite or NaN (missing).  A missing part adds 0.0, which changes no sum.
-    have = np.isfinite(points)
-    terms, shares = np.where(have, weights * points, 0.0), np.where(have, weights, 0.0)
-    weighted = total = 0.0
-    for term, share in zip(terms, shares, strict=True):
-        weighted, total = weighted + term, total + share
-    value: Values = np.divide(weighted, total, out=np.full(points.shape[1:], np.nan), where=total > 0)
+def _blend_nights(points: Values, weights: list[float]) -> Values:
+    """``_blend``'s value per night, with a row of ``points`` and a weight per part: the present
+    parts (not NaN) summed left to right, over their weights summed the same way; NaN where no
+    part is present."""
+    have = np.isfinite(points)  # points are finite or NaN (missing)
+    weighted: Values | float = 0.0
+    if have.all():
+        # Every part on every night, as usual: the same sums, without masks.
+        total = 0.0
+        for weight, row in zip(weights, points, strict=True):
+            weighted, total = weighted + weight * row, total + weight
+        every: Values = np.divide(weighted, total)
+        return every
+    totals: Values | float = 0.0
+    for weight, row, present in zip(weights, points, have, strict=True):
+        # A missing part adds 0.0, which changes no sum.
+        weighted, totals = weighted + np.where(present, weight * row, 0.0), totals + np.where(present, weight, 0.0)
+    value: Values = np.divide(weighted, totals, out=np.full(points.shape[1:], np.nan), where=np.greater(totals, 0))
     return value
 
 
