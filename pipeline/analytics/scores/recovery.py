@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.analytics.scores.base import Composite, Score, _day_number, _day_numbers, _on
-from pipeline.analytics.scores.sleep import _nightly_scores, _tonight
-from pipeline.analytics.series import DailyData, Days, Values, median_of
+from pipeline.analytics.scores.base import Composite, Score, _day_number, _day_numbers
+from pipeline.analytics.scores.sleep import _tonight, _window_scores
+from pipeline.analytics.series import DailyData, Values, median_of
 
 BASELINE_DAYS, MIN_BASELINE_DAYS = 60, 28
 RECOVERY_WEIGHTS = {"hrv": 0.5, "rhr": -0.3, "sleep": 0.2}
@@ -37,15 +37,16 @@ def recovery_band(value: float) -> str:
     return "green" if value >= 67 else "yellow" if value >= 34 else "red"
 
 
-def _baseline(daily: DailyData, metric: str, day: date) -> tuple[Days, Values]:
-    """(days, values) of ``metric`` in the BASELINE_DAYS before ``day``, excluding ``day``: a slice,
-    as a series' days are sorted and unique."""
+def _history(daily: DailyData, metric: str, day: date) -> tuple[float | None, Values]:
+    """``metric``'s value on ``day`` (None without one) and its values in the BASELINE_DAYS before,
+    excluding ``day``: one search of the series' sorted, unique days gives both."""
     series = daily.get(metric)
     if series is None:
-        return np.array([], dtype="datetime64[D]"), np.array([], dtype=float)
+        return None, np.array([], dtype=float)
     numbers, end = _day_numbers(series), _day_number(day)
     first, stop = int(numbers.searchsorted(end - BASELINE_DAYS)), int(numbers.searchsorted(end))
-    return series.days[first:stop], series.values[first:stop]
+    today = float(series.values[stop]) if stop < len(numbers) and numbers[stop] == end else None
+    return today, series.values[first:stop]
 
 
 def score_recovery(daily: DailyData, day: date, age: int | None = None) -> Score:
@@ -63,15 +64,13 @@ def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[]
     """``score_recovery``, with the night's sleep score from ``tonight``: compute_scores has it
     already, and it is read only after the checks that need no sleep, as before."""
     # A non-positive RMSSD has no logarithm: it is treated as missing.
-    hrv = _on(daily, "hrv_rmssd", day)
+    hrv, hrv_values = _history(daily, "hrv_rmssd", day)
     hrv = hrv if hrv is not None and hrv > 0 else None
-    rhr = _on(daily, "resting_heart_rate", day)
+    rhr, rhr_values = _history(daily, "resting_heart_rate", day)
     if hrv is None or rhr is None:
         missing = [m for m, v in (("hrv_rmssd", hrv), ("resting_heart_rate", rhr)) if v is None]
         return Score("recovery", day, None, {}, f"needs {' and '.join(missing)} on {day}")
-    hrv_values = _baseline(daily, "hrv_rmssd", day)[1]
     hrv_values = np.log(hrv_values[hrv_values > 0])
-    rhr_values = _baseline(daily, "resting_heart_rate", day)[1]
     counts = {"hrv_rmssd": len(hrv_values), "resting_heart_rate": len(rhr_values)}
     if min(counts.values()) < MIN_BASELINE_DAYS:
         have = ", ".join(f"{m} {n}" for m, n in counts.items())
@@ -83,7 +82,7 @@ def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[]
         "rhr": (rhr, rhr_values, "bpm"),
     }
     night = tonight()
-    history = _nightly_scores(daily, *_baseline(daily, "sleep_duration", day), age)
+    history = _window_scores(daily, _day_number(day) - BASELINE_DAYS, _day_number(day), age)
     if night is not None and len(history) >= MIN_BASELINE_DAYS:
         inputs["sleep"] = (night.value, history, "points")
 

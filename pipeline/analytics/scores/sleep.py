@@ -14,7 +14,18 @@ from datetime import date
 
 import numpy as np
 
-from pipeline.analytics.scores.base import Composite, Score, _blend, _input, _maybe, _on, _Part, _r, clip01
+from pipeline.analytics.scores.base import (
+    Composite,
+    Score,
+    _blend,
+    _day_numbers,
+    _input,
+    _maybe,
+    _on,
+    _Part,
+    _r,
+    clip01,
+)
 from pipeline.analytics.series import DailyData, DailySeries, Days, Values
 
 
@@ -206,11 +217,27 @@ def _nightly_scores(daily: DailyData, nights: Days, duration: Values, age: int |
     others = [_values_on(daily.get(metric), nights) for metric in _NIGHT_METRICS[1:]]
     every = np.concatenate([duration, *(column for column in others if column is not None)])
     if ((every < 0) | np.isinf(every)).any():
-        # A bad value: SleepNight raises, and the scalar path names the same field as before.
-        found = [_night(daily, d) for d in nights.tolist()]
-        return np.array([sleep_score(n, age).value for n in found if n is not None])
+        return _scalar_scores(daily, nights, age)
     efficiency, latency, waso, rem, deep = others
     return _sleep_scores(duration, efficiency, latency, waso, rem, deep, age)
+
+
+def _window_scores(daily: DailyData, first: int, stop: int, age: int | None) -> Values:
+    """``nightly_scores`` of the days numbered ``first`` up to ``stop`` (excluded): the nights are
+    the slice of the duration's sorted, unique days between two searches."""
+    series = daily.get("sleep_duration")
+    if series is None:
+        return np.array([], dtype=float)
+    numbers = _day_numbers(series)
+    start, end = int(numbers.searchsorted(first)), int(numbers.searchsorted(stop))
+    return _nightly_scores(daily, series.days[start:end], series.values[start:end], age)
+
+
+def _scalar_scores(daily: DailyData, nights: Days, age: int | None) -> Values:
+    """One ``sleep_score`` a night: for nights with a bad value, where SleepNight raises and names
+    the field as it always has."""
+    found = [_night(daily, d) for d in nights.tolist()]
+    return np.array([sleep_score(n, age).value for n in found if n is not None])
 
 
 def _values_on(series: DailySeries | None, days: Days) -> Values | None:

@@ -510,3 +510,19 @@ def test_nightly_scores_refuse_a_bad_night_as_the_scalar_path_does() -> None:
     data["sleep_rem"] = DailySeries(duration.days, np.where(np.arange(len(duration)) == 5, -3.0, 60.0))
     with pytest.raises(ValueError, match="rem_min must be a finite number"):
         scores.nightly_scores(data, duration.days)
+
+
+def test_a_baseline_window_scores_the_nights_nightly_scores_does() -> None:
+    rng = np.random.default_rng(11)
+    first = (DAY - date(1970, 1, 1)).days - 60
+    days = np.arange(np.datetime64(DAY - timedelta(days=60)), np.datetime64(DAY))
+    for age in (None, 70):
+        for _ in range(50):
+            data = nightly_data(rng)
+            expected = scores.nightly_scores(data, days, age).tolist()
+            assert scores.sleep._window_scores(data, first, first + 60, age).tolist() == expected
+    data = dict(nightly_data(rng))
+    duration = data["sleep_duration"]
+    data["sleep_deep"] = DailySeries(duration.days, np.where(np.arange(len(duration)) == len(duration) - 5, -3.0, 60.0))
+    with pytest.raises(ValueError, match="deep_min must be a finite number"):
+        scores.sleep._window_scores(data, first, first + 60, None)
