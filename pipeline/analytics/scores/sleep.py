@@ -149,29 +149,33 @@ def _sleep_scores(
     parts nobody measured (latency and WASO, for every provider so far) are skipped rather than
     carried as NaN, and the two stage bands and each blend are computed as rows of one array.
     """
-    hours, upper = duration / 60, 8.0 if age is not None and age >= 65 else 9.0
+    # Constants are floats: numpy converts an int operand on every call, at about a third of the
+    # call's cost.  The values are the same, so are the floats.
+    hours, upper = duration / 60.0, 8.0 if age is not None and age >= 65 else 9.0
     # duration_points without its branches: under 7 h the rising line is ≤ 100 and the falling
     # one > 100; up to the upper bound both are ≥ 100; above it the rising one is > 100 and the
     # falling one ≤ 100.  So the least of 100 and the two lines is the branch's own float.
-    rising = np.maximum(0.0, 100 * (hours - 4) / 3)
-    falling = np.maximum(60.0, 100 - 10 * (hours - upper))
+    rising = np.maximum(0.0, 100.0 * (hours - 4.0) / 3.0)
+    falling = np.maximum(60.0, 100.0 - 10.0 * (hours - upper))
     parts, weights = [np.minimum(100.0, np.minimum(rising, falling))], [0.40]
     # clip01 is min(1, max(0, v)); NaN (missing) goes through every step and stays NaN.
     if efficiency is not None:
-        parts.append(100 * np.minimum(1.0, np.maximum(0.0, (efficiency - 65) / 25)))
+        parts.append(100.0 * np.minimum(1.0, np.maximum(0.0, (efficiency - 65.0) / 25.0)))
         weights.append(0.20)
     if latency is not None:
-        parts.append(np.where(latency <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (60 - latency) / 40))))
+        parts.append(
+            np.where(latency <= 20.0, 100.0, 100.0 * np.minimum(1.0, np.maximum(0.0, (60.0 - latency) / 40.0)))
+        )
         weights.append(0.10)
     if waso is not None:
-        parts.append(np.where(waso <= 20, 100.0, 100 * np.minimum(1.0, np.maximum(0.0, (90 - waso) / 70))))
+        parts.append(np.where(waso <= 20.0, 100.0, 100.0 * np.minimum(1.0, np.maximum(0.0, (90.0 - waso) / 70.0))))
         weights.append(0.15)
     if rem is not None or deep is not None:
         missing = np.full(duration.shape, np.nan)
         minutes = np.array([missing if rem is None else rem, missing if deep is None else deep])
         # band_points of each stage's percentage: NaN where the stage or a positive total is missing.
-        percent = np.divide(100 * minutes, duration, out=np.full(minutes.shape, np.nan), where=duration > 0)
-        bands = np.maximum(0.0, 100 - 5 * np.maximum(np.maximum(_STAGE_LOW - percent, percent - _STAGE_HIGH), 0.0))
+        percent = np.divide(100.0 * minutes, duration, out=np.full(minutes.shape, np.nan), where=duration > 0.0)
+        bands = np.maximum(0.0, 100.0 - 5.0 * np.maximum(np.maximum(_STAGE_LOW - percent, percent - _STAGE_HIGH), 0.0))
         parts.append(_blend_nights(bands, [0.5, 0.5]))
         weights.append(0.15)
     return _blend_nights(np.array(parts), weights)
@@ -245,6 +249,11 @@ def _values_on(series: DailySeries | None, days: Days) -> Values | None:
     when the series has no values at all."""
     if series is None or len(series) == 0:
         return None
+    # Mostly the series has a value on each of ``days`` and none between: they are then a slice.
+    start = int(series.days.searchsorted(days[0])) if len(days) else 0
+    same = series.days[start : start + len(days)]
+    if same.shape == days.shape and bool((same == days).all()):
+        return series.values[start : start + len(days)]
     # The first day on or after each of ``days``; take(mode="clip") reads the last one past the end.
     at = np.searchsorted(series.days, days)
     found: Values = np.where(series.days.take(at, mode="clip") == days, series.values.take(at, mode="clip"), np.nan)
