@@ -1,7 +1,8 @@
 """The sleep domain: Sleep = 0.40·Dur + 0.20·Eff + 0.10·Lat + 0.15·WASO + 0.15·Stage (§4.2).
 
 ``sleep_score`` scores one night; ``sleep_scores`` scores many nights on arrays, with the same
-operations in the same order, so it gives the same floats (a test holds it to ``sleep_score``).
+operations in the same order (the duration's branches taken as an exact minimum), so it gives the
+same floats (a test holds it to ``sleep_score``).
 The recovery baseline needs about 60 nightly scores per user, and one object per night cost
 more than every other engine together.
 """
