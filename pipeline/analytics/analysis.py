@@ -17,9 +17,9 @@ import numpy.typing as npt
 
 from db.metrics import Reading
 from pipeline.analytics import aggregates
-from pipeline.analytics.baseline import baseline_findings
+from pipeline.analytics.baseline import BaselineRules
 from pipeline.analytics.cgm import CgmMetrics, GlucoseEvent, cgm_metrics, glucose_events
-from pipeline.analytics.clinical import strongest_findings
+from pipeline.analytics.clinical import ClinicalRules
 from pipeline.analytics.columns import ReadingColumns
 from pipeline.analytics.correlations import Correlation
 from pipeline.analytics.correlations.stack import correlate_many
@@ -165,11 +165,13 @@ def _analyse(
     findings: list[Finding] = []
     flagged: dict[str, set[np.datetime64]] = {}
     first = np.datetime64(subject.check_from or latest, "D")
+    clinical_rules = ClinicalRules(lows, highs, thresholds, first)
+    baseline_rules = BaselineRules(whole_days)
     day = first
     while day <= end:
-        clinical = strongest_findings(lows, highs, day, thresholds)
+        clinical = clinical_rules.findings(day)
         covered = {f.metric for f in clinical}
-        statistical = [f for f in baseline_findings(whole_days, day, flagged) if f.metric not in covered]
+        statistical = [f for f in baseline_rules.findings(day, flagged) if f.metric not in covered]
         for finding in statistical:
             flagged.setdefault(finding.metric, set()).add(day)
         findings += clinical + statistical

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "Baseline",
+    "BaselineRules",
     "ESCALATE_AT",
     "MIN_VALID_DAYS",
     "RULE_VERSION",
@@ -41,7 +42,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.analytics.findings import Finding, as_date
+from pipeline.analytics.findings import Finding, as_date, day_number
 from pipeline.analytics.series import DailyData, DailySeries, Values, median_of
 from pipeline.vocabulary import UNITS
 
@@ -155,59 +156,117 @@ def baseline_findings(
     baseline (§3.2, as the Stanford CuSum does).  A metric with no value on ``day``, fewer than
     14 valid days in the 28 before it, or an undefined scale is skipped.  Every value must be a
     whole day's (the caller leaves out today's activity totals while the day is still running).
-    Pure.
+    Pure.  ``BaselineRules`` judges several days of the same data for less.
     """
-    day = day.astype("datetime64[D]")
-    when = as_date(day)
-    number = _number(day)
-    flagged = flagged_days or {}
-    found: list[Finding] = []
-    for metric, watch in WATCHED.items():
-        series = daily.get(metric)
-        if series is not None:
-            hit = _outlier(metric, watch, series, number, when, _numbers(flagged.get(metric)))
+    return BaselineRules(daily).findings(day, flagged_days)
+
+
+class BaselineRules:
+    """``baseline_findings`` for any day of one patient's whole days.
+
+    Each watched metric is laid out once as a list with a slot per day, so a day's windows are
+    list slices: the rules judge a few days of the same series, and building each window from a
+    day → value dict per day cost more than the statistics on it.
+    """
+
+    def __init__(self, daily: DailyData) -> None:
+        self._grids = {
+            metric: _Grid.of(series, watch)
+            for metric, watch in WATCHED.items()
+            if (series := daily.get(metric)) is not None and len(series)
+        }
+
+    def findings(
+        self, day: np.datetime64, flagged_days: Mapping[str, set[np.datetime64]] | None = None
+    ) -> list[Finding]:
+        """What ``baseline_findings`` finds on ``day``, given the days already flagged."""
+        when = as_date(day)
+        number = day_number(when)
+        flagged = flagged_days or {}
+        found: list[Finding] = []
+        for metric, grid in self._grids.items():
+            hit = _outlier(metric, WATCHED[metric], grid, number, when, _numbers(flagged.get(metric)))
             if hit is not None:
                 found.append(hit)
-    rhr = daily.get("resting_heart_rate")
-    if rhr is not None:
-        shift = _sustained(rhr, number, when, _numbers(flagged.get("resting_heart_rate")))
-        if shift is not None:
-            found.append(shift)
-    abnormal = sorted({f.metric for f in found if WATCHED[f.metric].nightly})
-    if len(abnormal) >= ESCALATE_AT:
-        found.append(
-            Finding(
-                metric="nightly_signals",
-                day=when,
-                kind="statistical",
-                rule="multi-signal",
-                rule_version=RULE_VERSION,
-                severity="warning",
-                category="statistical",
-                value=float(len(abnormal)),
-                baseline=float(ESCALATE_AT),
-                title=f"{len(abnormal)} signals outside this patient's normal range on the same night",
-                detail=f"Abnormal on the same night: {', '.join(abnormal)}.",
+        rhr = self._grids.get("resting_heart_rate")
+        if rhr is not None:
+            shift = _sustained(rhr, number, when, _numbers(flagged.get("resting_heart_rate")))
+            if shift is not None:
+                found.append(shift)
+        abnormal = sorted({f.metric for f in found if WATCHED[f.metric].nightly})
+        if len(abnormal) >= ESCALATE_AT:
+            found.append(
+                Finding(
+                    metric="nightly_signals",
+                    day=when,
+                    kind="statistical",
+                    rule="multi-signal",
+                    rule_version=RULE_VERSION,
+                    severity="warning",
+                    category="statistical",
+                    value=float(len(abnormal)),
+                    baseline=float(ESCALATE_AT),
+                    title=f"{len(abnormal)} signals outside this patient's normal range on the same night",
+                    detail=f"Abnormal on the same night: {', '.join(abnormal)}.",
+                )
             )
-        )
-    return found
+        return found
 
 
-def _outlier(
-    metric: str, watch: Watch, series: DailySeries, day: int, when: date, excluded: frozenset[int]
-) -> Finding | None:
-    observed = series.by_day().get(day)
-    if observed is None:
+@dataclass(slots=True)  # not frozen: built 7 times a user, and a frozen init costs ~1 µs more
+class _Grid:
+    """One series with a slot per day from its first day (day number ``first``) to its last:
+    ``values`` holds each day's value, NaN on a day without one, and ``judged`` the same on the
+    scale the metric is judged on (ln for log metrics, NaN where that is undefined)."""
+
+    first: int
+    values: list[float]
+    judged: list[float]
+
+    @classmethod
+    def of(cls, series: DailySeries, watch: Watch) -> _Grid:
+        numbers = series.days.astype("datetime64[D]", copy=False).view(np.int64)
+        first, last = int(numbers[0]), int(numbers[-1])
+        grid = series.values
+        if last - first + 1 != grid.size:  # a day is missing
+            grid = np.full(last - first + 1, np.nan)
+            grid[numbers - first] = series.values
+        values = grid.tolist()
+        # ln of the whole series at once: elementwise, the same floats as ln of each window.
+        return cls(first, values, _scale(grid, watch).tolist() if watch.log else values)
+
+    def window(self, start: int, stop: int, step: int, excluded: frozenset[int]) -> list[float]:
+        """The finite judged values on days ``start``, ``start + step``, … before ``stop`` (day
+        numbers), minus ``excluded``, in day order."""
+        start, stop = start - self.first, max(stop - self.first, 0)
+        start = start if start >= 0 else start % step  # the first day of the stride inside the grid
+        found = self.judged[start:stop:step]
+        if excluded:
+            days = range(start + self.first, stop + self.first, step)
+            return [v for d, v in zip(days, found, strict=False) if d not in excluded and math.isfinite(v)]
+        # A finite sum means every value is finite (a NaN or ±inf makes any sum NaN or ±inf): one
+        # pass in C instead of a test per value, on windows that are nearly always all finite.
+        return found if math.isfinite(sum(found)) else [v for v in found if math.isfinite(v)]
+
+    def on(self, day: int) -> tuple[float, float]:
+        """(value, judged value) on day number ``day``; NaN for both without one."""
+        i = day - self.first
+        return (self.values[i], self.judged[i]) if 0 <= i < len(self.values) else (math.nan, math.nan)
+
+
+def _outlier(metric: str, watch: Watch, grid: _Grid, day: int, when: date, excluded: frozenset[int]) -> Finding | None:
+    # No value on the day reads as NaN: not finite, so no finding, as for a non-finite value.
+    observed, x = grid.on(day)
+    if not math.isfinite(x):
         return None
-    x = float(_scale(np.array([observed]), watch)[0]) if watch.log else observed
-    window = _window(series, day - WINDOW_DAYS, WINDOW_DAYS, 1, excluded, watch)
+    window = grid.window(day - WINDOW_DAYS, day, 1, excluded)
+    if len(window) < MIN_VALID_DAYS:
+        return None
     reference = window
     if watch.weekday:
-        reference = _window(series, day - WEEKDAY_WEEKS * 7, WEEKDAY_WEEKS, 7, excluded, watch)
+        reference = grid.window(day - WEEKDAY_WEEKS * 7, day, 7, excluded)
         if len(reference) < MIN_WEEKDAY_VALUES:
             return None
-    if not math.isfinite(x) or len(window) < MIN_VALID_DAYS:
-        return None
     base = _robust(reference)
     m = (x - base.median) / base.scale
     sign = 1.0 if watch.direction == "up" else -1.0
@@ -235,16 +294,21 @@ def _outlier(
     )
 
 
-def _sustained(rhr: DailySeries, day: int, when: date, excluded: frozenset[int]) -> Finding | None:
+def _sustained(rhr: _Grid, day: int, when: date, excluded: frozenset[int]) -> Finding | None:
     """NightSignal: tonight and last night both ≥ 4 bpm over the median of the 28 days before last
     night, so the first elevated night never dilutes the baseline the second is judged against."""
-    tonight, last_night = rhr.by_day().get(day), rhr.by_day().get(day - 1)
-    if tonight is None or last_night is None:
+    tonight, last_night = rhr.on(day)[0], rhr.on(day - 1)[0]
+    # A missing night reads as NaN, and a NaN night never rises 4 bpm: either way, no finding.
+    if math.isnan(tonight) or math.isnan(last_night):
         return None
-    reference = _window(rhr, day - (WINDOW_DAYS + 1), WINDOW_DAYS, 1, excluded, WATCHED["resting_heart_rate"])
+    reference = rhr.window(day - (WINDOW_DAYS + 1), day - 1, 1, excluded)
     if len(reference) < MIN_VALID_DAYS:
         return None
     median = _median(reference)
+    # Rounding to 1e-6 moves a rise by far less than 1e-3: a night further below 4 bpm than that
+    # is decided without it.
+    if min(last_night, tonight) - median < SHIFT_BPM - 1e-3:
+        return None
     rises = np.round(np.array([last_night, tonight]) - median, 6)  # float noise never decides 4.0
     if not (rises >= SHIFT_BPM).all():
         return None
@@ -264,23 +328,6 @@ def _sustained(rhr: DailySeries, day: int, when: date, excluded: frozenset[int])
             f"median {median:g} bpm of {len(reference)} days."
         ),
     )
-
-
-def _window(
-    series: DailySeries, start: int, count: int, step: int, excluded: frozenset[int], watch: Watch
-) -> list[float]:
-    """The valid values on ``count`` days from day number ``start``, ``step`` days apart, minus
-    ``excluded``, in day order.
-
-    Read from the series' day → value dict, a few µs, where slicing a grid of the days with numpy
-    cost ~25 µs: the rules ask for ~20 windows a user.
-    """
-    by_day = series.by_day()
-    days = range(start, start + count * step, step)
-    found = [v for d in days if (v := by_day.get(d)) is not None and d not in excluded]
-    if watch.log:
-        return [float(v) for v in _scale(np.array(found, dtype=float), watch) if math.isfinite(v)]
-    return [v for v in found if math.isfinite(v)]
 
 
 def _robust(values: list[float]) -> Baseline:
@@ -304,18 +351,15 @@ def _median(values: list[float]) -> float:
     return middle + 0.0
 
 
-def _number(day: np.datetime64) -> int:
-    """A local day as days since 1970-01-01, the keys of ``DailySeries.by_day``."""
-    return int(day.astype("datetime64[D]").astype(np.int64))
-
-
 def _scale(values: Values, watch: Watch) -> Values:
     """ln for log-scale metrics (a non-positive value is invalid: NaN); unchanged otherwise."""
     if not watch.log:
         return values
     positive = values > 0
+    if positive.all():  # the usual case, in one call
+        return np.log(values)
     return np.where(positive, np.log(np.where(positive, values, 1.0)), np.nan)
 
 
 def _numbers(days: set[np.datetime64] | None) -> frozenset[int]:
-    return frozenset(_number(day) for day in days) if days else frozenset()
+    return frozenset(day_number(as_date(day)) for day in days) if days else frozenset()

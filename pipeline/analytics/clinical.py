@@ -13,8 +13,19 @@ instead of being swallowed by the first one's dedupe key.
 
 from __future__ import annotations
 
-__all__ = ["LADDERS", "Ladder", "Level", "NEWS2_MIN_PARAMETERS", "RULE_VERSION", "clinical_findings", "evaluate"]
+__all__ = [
+    "ClinicalRules",
+    "LADDERS",
+    "Ladder",
+    "Level",
+    "NEWS2_MIN_PARAMETERS",
+    "RULE_VERSION",
+    "WEEK_DAYS",
+    "clinical_findings",
+    "evaluate",
+]
 
+import bisect
 import math
 import operator
 from collections import defaultdict
@@ -29,7 +40,7 @@ import numpy.typing as npt
 
 from db.alerts import NewAlert
 from db.metrics import Reading
-from pipeline.analytics.findings import Category, Finding, Severity, as_date, to_alert
+from pipeline.analytics.findings import Category, Finding, Severity, as_date, day_number, to_alert
 from pipeline.analytics.series import DailyData, DailySeries
 from pipeline.analytics.thresholds import DEFAULT, Thresholds
 from pipeline.vocabulary import UNITS
@@ -41,7 +52,6 @@ _OPS: dict[Op, tuple[Callable[[float, float], bool], str]] = {
     ">=": (operator.ge, "at or above"),
     "<": (operator.lt, "below"),
 }
-ONE_DAY = np.timedelta64(1, "D")
 GLYCEMIC: Category = "glycemic"
 
 
@@ -155,6 +165,17 @@ _NEWS2: tuple[tuple[str, str, tuple[float, ...], tuple[int, ...]], ...] = (
 _NEWS2_NEVER = ("consciousness (ACVPU)", "supplemental oxygen")
 # One parameter alone is already judged by its own rule; an "aggregate" of one adds only noise.
 NEWS2_MIN_PARAMETERS: Final = 2
+# Every metric a rule reads: the ladders, blood pressure, weight and NEWS2.
+_READ = tuple(
+    dict.fromkeys(
+        [ladder.metric for ladder in LADDERS]
+        + ["blood_pressure_systolic", "blood_pressure_diastolic", "weight"]
+        + [metric for metric, *_ in _NEWS2]
+    )
+)
+WEEK_DAYS: Final = 7  # the weekly weight rule looks this far back; no rule looks further
+# Per metric a rule reads: day number (days since 1970-01-01) → value.
+Recent = dict[str, dict[int, float]]
 
 
 def clinical_findings(daily: DailyData, day: np.datetime64, thresholds: Thresholds) -> list[Finding]:
@@ -163,23 +184,72 @@ def clinical_findings(daily: DailyData, day: np.datetime64, thresholds: Threshol
     Reads ``daily[metric]`` on ``day`` (weight also on the day before and the 7 days before).
     A metric with no value that day is skipped, never guessed.  Pure: no I/O, no clock.
     """
-    day = day.astype("datetime64[D]")
     when = as_date(day)
-    number = int(day.astype(np.int64))  # the key of DailySeries.by_day
+    number = day_number(when)
+    return _findings(_recent(daily, number - WEEK_DAYS), number, when, thresholds)
+
+
+class ClinicalRules:
+    """``strongest_findings`` for any day from ``first`` on, of one patient's minima and maxima.
+
+    The rules judge a few days of the same series: each series' values from a week before
+    ``first`` are read into a dict once, which costs less than a dict of the whole history or a
+    binary search per metric and day.
+    """
+
+    def __init__(self, lows: DailyData, highs: DailyData, thresholds: Thresholds, first: np.datetime64) -> None:
+        self._since = day_number(as_date(first)) - WEEK_DAYS
+        views = (highs,) if lows is highs else (highs, lows)
+        self._views = tuple(_recent(view, self._since) for view in views)
+        self._thresholds = thresholds
+
+    def findings(self, day: np.datetime64) -> list[Finding]:
+        """What ``strongest_findings`` finds on ``day``; ValueError for a day before ``first``."""
+        when = as_date(day)
+        number = day_number(when)
+        if number - WEEK_DAYS < self._since:
+            raise ValueError(f"{when} is before the first day these rules judge")
+        kept: dict[tuple[str, str, date], Finding] = {}
+        for view in self._views:
+            for finding in _findings(view, number, when, self._thresholds):
+                key = (_GROUP.get(finding.rule, finding.rule), finding.metric, finding.day)
+                if key not in kept or _strength(finding) > _strength(kept[key]):
+                    kept[key] = finding
+        return list(kept.values())
+
+
+def _findings(recent: Recent, day: int, when: date, thresholds: Thresholds) -> list[Finding]:
+    # Each metric once: several rules read the same ones (resting HR three, SpO₂ two).
+    on_day = {metric: value for metric, values in recent.items() if (value := values.get(day)) is not None}
     found: list[Finding] = []
     for ladder in LADDERS:
-        value = _value(daily, ladder.metric, number)
+        value = on_day.get(ladder.metric)
         if value is not None:
             hit = _ladder(ladder, value, when, thresholds)
             if hit is not None:
                 found.append(hit)
-    bp = _blood_pressure(daily, number, when, thresholds)
+    bp = _blood_pressure(on_day, when, thresholds)
     if bp is not None:
         found.append(bp)
-    found += _weight(daily, day, when, thresholds)
-    news2 = _news2(daily, number, when, thresholds)
+    found += _weight(recent.get("weight", {}), day, when, thresholds)
+    news2 = _news2(on_day, when, thresholds)
     if news2 is not None:
         found.append(news2)
+    return found
+
+
+def _recent(daily: DailyData, since: int) -> Recent:
+    """Per metric a rule reads, its values on day numbers from ``since`` on (and maybe a few
+    before: the rules never ask for them)."""
+    found: Recent = {}
+    for metric in _READ:
+        series = daily.get(metric)
+        if series is not None and len(series):
+            days = series.days.astype("datetime64[D]", copy=False).view(np.int64)
+            # Days are unique and ascending: the last ``count`` hold every day from ``since`` on.
+            count = int(days[-1]) - since + 1
+            if count > 0:
+                found[metric] = dict(zip(days[-count:].tolist(), series.values[-count:].tolist(), strict=True))
     return found
 
 
@@ -203,14 +273,9 @@ def evaluate(
 def strongest_findings(lows: DailyData, highs: DailyData, day: np.datetime64, thresholds: Thresholds) -> list[Finding]:
     """Judge the day's minima and maxima both; per rule ladder keep the more severe finding
     (then the one further past its limit).  ``lows is highs`` judges the one view once: a
-    second pass over the same values would only find what the first kept."""
-    kept: dict[tuple[str, str, date], Finding] = {}
-    for view in (highs,) if lows is highs else (highs, lows):
-        for finding in clinical_findings(view, day, thresholds):
-            key = (_GROUP.get(finding.rule, finding.rule), finding.metric, finding.day)
-            if key not in kept or _strength(finding) > _strength(kept[key]):
-                kept[key] = finding
-    return list(kept.values())
+    second pass over the same values would only find what the first kept.  ``ClinicalRules``
+    judges several days of the same data for less."""
+    return ClinicalRules(lows, highs, thresholds, day).findings(day)
 
 
 _GROUP = {level.rule: ladder.group for ladder in LADDERS for level in ladder.levels} | {
@@ -293,11 +358,12 @@ def _ladder(ladder: Ladder, value: float, day: date, t: Thresholds) -> Finding |
     return None
 
 
-def _blood_pressure(daily: DailyData, day: int, when: date, t: Thresholds) -> Finding | None:
+def _blood_pressure(on_day: dict[str, float], when: date, t: Thresholds) -> Finding | None:
     """The highest ACC/AHA category reached by systolic or diastolic; either alone is enough."""
-    systolic = _value(daily, "blood_pressure_systolic", day)
-    diastolic = _value(daily, "blood_pressure_diastolic", day)
-    shown = f"{_fmt(systolic)}/{_fmt(diastolic)} mmHg"
+    systolic = on_day.get("blood_pressure_systolic")
+    diastolic = on_day.get("blood_pressure_diastolic")
+    if systolic is None and diastolic is None:
+        return None
     for rule, severity, name, op, limits in _BP_LEVELS:
         fires, phrase = _OPS[op]
         sys_limit, dia_limit = limits(t)
@@ -313,37 +379,33 @@ def _blood_pressure(daily: DailyData, day: int, when: date, t: Thresholds) -> Fi
                     category="clinical",
                     value=value,
                     baseline=limit,
-                    title=f"Blood pressure {shown}: {name.lower()}",
+                    title=f"Blood pressure {_fmt(systolic)}/{_fmt(diastolic)} mmHg: {name.lower()}",
                     detail=f"{name}: {which} {value:g} mmHg is {phrase} {limit:g} (2017 ACC/AHA categories).",
                 )
     return None
 
 
-def _weight(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> list[Finding]:
+def _weight(weights: dict[int, float], day: int, when: date, t: Thresholds) -> list[Finding]:
     """Heart-failure weight gain: against yesterday's weight, and against the week's lowest.
 
     The day rule needs a weight on the previous day (a gain over a gap is not "in a day"); the
     week rule compares with the lowest weight of the 7 days before, so a rise at any point of
     the week counts.  Gains are rounded to 1e-6 kg so float noise never decides a boundary.
     """
-    series = daily.get("weight")
-    today = series.value_on(day) if series is not None else None
-    if series is None or today is None:
+    today = weights.get(day)
+    if today is None:
         return []
     found: list[Finding] = []
-    yesterday = series.value_on(day - ONE_DAY)
-    week = series.on_grid(day - 7 * ONE_DAY, day - ONE_DAY)
+    # The week's lowest as np.nanmin has it: NaN left out, and none without a finite weight.
+    week = [v for d in range(day - WEEK_DAYS, day) if (v := weights.get(d)) is not None and not math.isnan(v)]
     checks = (
-        ("weight-gain-day", "in a day", yesterday, t.weight_gain_day_kg),
-        (
-            "weight-gain-week",
-            "in a week",
-            float(np.nanmin(week)) if np.isfinite(week).any() else None,
-            t.weight_gain_week_kg,
-        ),
+        ("weight-gain-day", "in a day", weights.get(day - 1), t.weight_gain_day_kg),
+        ("weight-gain-week", "in a week", min(week) if any(map(math.isfinite, week)) else None, t.weight_gain_week_kg),
     )
     for rule, span, before, limit in checks:
-        if before is None:
+        # Rounding moves a gain by under 1e-6 kg: one further below the limit than 1e-3 kg is
+        # decided without it (round to 6 places costs ~1 µs).
+        if before is None or today - before <= limit - 1e-3:
             continue
         gain = round(today - before, 6)
         if gain > limit:
@@ -365,26 +427,26 @@ def _weight(daily: DailyData, day: np.datetime64, when: date, t: Thresholds) -> 
     return found
 
 
-def _news2(daily: DailyData, day: int, when: date, t: Thresholds) -> Finding | None:
+def _news2(on_day: dict[str, float], when: date, t: Thresholds) -> Finding | None:
     """The NEWS2 aggregate over the parameters measured that day; None below any trigger.
 
     Parameters not measured are left out (they would score 0) and listed in the detail, so the
     care team knows the total may be low.  SpO₂ is left out when the patient's target is lowered
     below 92 %: NEWS2 then prescribes scale 2, which this rule does not implement.
     """
-    found = [_value(daily, metric, day) for metric, *_ in _NEWS2]
-    values = [math.nan if v is None else v for v in found]
-    if t.spo2_low < 92.0:
-        values[1] = math.nan
-    measured = [math.isfinite(v) for v in values]
-    if sum(measured) < NEWS2_MIN_PARAMETERS:
-        return None
-    # The number of edges at or below the value indexes the points.  Plain Python: five values a
-    # day, where a dozen numpy calls cost more than the rule.
-    points = [
-        scale[sum(v >= edge for edge in edges)] if m else 0
-        for (_, _, edges, scale), v, m in zip(_NEWS2, values, measured, strict=True)
+    # NEWS2 scale 1 does not apply to SpO₂ under a lowered target (see above).
+    left_out = "spo2" if t.spo2_low < 92.0 else None
+    # (label, value, points) of each parameter measured.  The number of edges at or below the
+    # value indexes the points (the edges ascend).  Plain Python: five values a day, where a
+    # dozen numpy calls cost more than the rule.
+    scored = [
+        (label, value, scale[bisect.bisect_right(edges, value)])
+        for metric, label, edges, scale in _NEWS2
+        if metric != left_out and math.isfinite(value := on_day.get(metric, math.nan))
     ]
+    if len(scored) < NEWS2_MIN_PARAMETERS:
+        return None
+    points = [p for _, _, p in scored]
     total = sum(points)
     rule: str
     severity: Severity
@@ -396,10 +458,9 @@ def _news2(daily: DailyData, day: int, when: date, t: Thresholds) -> Finding | N
         rule, severity, limit, what = "news2-low-medium", "info", 3, "low-medium: one parameter scored 3"
     else:
         return None
-    parts = [
-        f"{label} {v:g} → {p}" for (_, label, _, _), v, p, m in zip(_NEWS2, values, points, measured, strict=True) if m
-    ]
-    missing = [label for (_, label, _, _), m in zip(_NEWS2, measured, strict=True) if not m] + list(_NEWS2_NEVER)
+    parts = [f"{label} {v:g} → {p}" for label, v, p in scored]
+    measured = {label for label, _, _ in scored}
+    missing = [label for _, label, _, _ in _NEWS2 if label not in measured] + list(_NEWS2_NEVER)
     return Finding(
         metric="news2",
         day=when,
@@ -413,12 +474,6 @@ def _news2(daily: DailyData, day: int, when: date, t: Thresholds) -> Finding | N
         title=f"NEWS2 {total}: {what}",
         detail=f"NEWS2 total {total} from {', '.join(parts)}. Not measured, so not scored: {', '.join(missing)}.",
     )
-
-
-def _value(daily: DailyData, metric: str, day: int) -> float | None:
-    """The metric's value on day number ``day`` (days since 1970-01-01), None without one."""
-    series = daily.get(metric)
-    return series.by_day().get(day) if series is not None else None
 
 
 def _fmt(value: float | None) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "SEVERITY_RANK",
     "Severity",
     "as_date",
+    "day_number",
     "dedupe_key",
     "to_alert",
 ]
@@ -104,6 +105,15 @@ def as_date(day: np.datetime64) -> date:
     if not isinstance(found, date):
         raise ValueError(f"{day!r} is not a calendar day")
     return found
+
+
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def day_number(day: date) -> int:
+    """A day as days since 1970-01-01: the keys of ``DailySeries.by_day``, and ``datetime64[D]``'s
+    integer.  Date arithmetic in plain Python, where each numpy scalar conversion costs ~1 µs."""
+    return day.toordinal() - _EPOCH
 
 
 def dedupe_key(finding: Finding, user_id: int) -> str:
