@@ -112,9 +112,11 @@ def _day_numbers(series: DailySeries) -> npt.NDArray[np.int64]:
 def _on(daily: DailyData, metric: str, day: date) -> float | None:
     """``daily[metric].value_on(day)``, None without the metric."""
     series = daily.get(metric)
-    if series is None:
+    if series is None or len(series) == 0:
         return None
     numbers, number = _day_numbers(series), _day_number(day)
+    if numbers[-1] == number:
+        return float(series.values[-1])  # the latest day, as scores mostly read: no search
     i = int(numbers.searchsorted(number))
     return float(series.values[i]) if i < len(numbers) and numbers[i] == number else None
 
