@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -267,17 +268,24 @@ def _outlier(metric: str, watch: Watch, grid: _Grid, day: int, when: date, exclu
         reference = grid.window(day - WEEKDAY_WEEKS * 7, day, 7, excluded)
         if len(reference) < MIN_WEEKDAY_VALUES:
             return None
-    base = _robust(reference)
-    m = (x - base.median) / base.scale
     sign = 1.0 if watch.direction == "up" else -1.0
+    ordered = sorted(reference)
+    centre = _middle(ordered)
+    # On the normal side of the median M is ≤ 0, or NaN, whatever the scale; on the other side
+    # nearly every day is well inside the limit.  Either way no finding, and most days never
+    # work out the deviations.
+    if sign * (x - centre) <= 0 or _surely_within(x, centre, ordered):
+        return None
+    scale, fallback = _spread(reference, centre)
+    m = (x - centre) / scale
     if not math.isfinite(m) or sign * m <= Z_LIMIT:
         return None
     unit = UNITS.get(metric, "")
-    median = float(np.exp(base.median)) if watch.log else base.median
-    notes = [f"{'same-weekday ' if watch.weekday else ''}median {median:g} {unit} over {base.n} days"]
+    median = float(np.exp(centre)) if watch.log else centre
+    notes = [f"{'same-weekday ' if watch.weekday else ''}median {median:g} {unit} over {len(reference)} days"]
     if watch.log:
         notes.append("judged on ln(RMSSD)")
-    if base.fallback:
+    if fallback:
         notes.append("MAD was 0, so the scale is 1.253314 × mean absolute deviation")
     return Finding(
         metric=metric,
@@ -334,18 +342,42 @@ def _robust(values: list[float]) -> Baseline:
     """``robust_baseline`` of finite values, in plain floats: the same arithmetic, so the same
     numbers, without a numpy call per step (the mean of the fallback keeps numpy's summation)."""
     median = _median(values)
+    scale, fallback = _spread(values, median)
+    return Baseline(median, scale, len(values), fallback)
+
+
+def _spread(values: list[float], median: float) -> tuple[float, bool]:
+    """``Baseline.scale`` and ``Baseline.fallback`` of ``values`` around their ``median``."""
     deviation = [abs(v - median) for v in values]
     mad = _median(deviation)
     if mad > 0:
-        return Baseline(median, mad / MAD_Z, len(values), fallback=False)
+        return mad / MAD_Z, False
     mean_ad = float(np.array(deviation).mean())
-    scale = MEANAD_SIGMA * mean_ad if mean_ad > 0 else float("nan")
-    return Baseline(median, scale, len(values), fallback=True)
+    return (MEANAD_SIGMA * mean_ad if mean_ad > 0 else float("nan")), True
+
+
+def _surely_within(x: float, median: float, ordered: list[float]) -> bool:
+    """Whether |M| ≤ Z_LIMIT for ``x``, judged from a lower bound on the MAD of ``ordered``
+    (sorted, finite) that costs about half as much as the MAD itself.
+
+    At least k = ⌈n/2⌉ values lie within MAD of the median (n odd: the MAD is the middle
+    deviation; n even: the mean of the middle two, so at least the lower one).  The values in an
+    interval are consecutive once sorted, so some k consecutive values span at most 2·MAD: half
+    the shortest span of k consecutive values is at most the MAD.  The slack of 1e-9 dwarfs the
+    rounding of every float involved, so a True here is never a finding once the MAD is known.
+    """
+    k = (len(ordered) + 1) // 2
+    shortest: float = min(map(operator.sub, ordered[k - 1 :], ordered[: len(ordered) - k + 1]))
+    return abs(x - median) * MAD_Z <= Z_LIMIT * shortest / 2 * (1 - 1e-9)
 
 
 def _median(values: list[float]) -> float:
-    """``median_of`` on plain floats: the middle value, or (a + b)/2 of the middle two, + 0.0."""
-    ordered = sorted(values)
+    """``median_of`` on plain floats."""
+    return _middle(sorted(values))
+
+
+def _middle(ordered: list[float]) -> float:
+    """``median_of`` of sorted plain floats: the middle value, or (a + b)/2 of the middle two, + 0.0."""
     half = len(ordered) // 2
     middle = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
     return middle + 0.0

@@ -8,7 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from pipeline.analytics.baseline import _robust, baseline_findings, ewma, modified_z, robust_baseline
+from pipeline.analytics.baseline import (
+    Z_LIMIT,
+    BaselineRules,
+    _robust,
+    _surely_within,
+    baseline_findings,
+    ewma,
+    modified_z,
+    robust_baseline,
+)
 from pipeline.analytics.findings import Finding, to_alert
 from pipeline.analytics.series import DailyData, DailySeries
 
@@ -257,6 +266,46 @@ def test_the_rules_plain_float_baseline_is_robust_baseline_to_the_bit(kind: str)
         assert (found.median, found.n, found.fallback) == (expected.median, expected.n, expected.fallback)
         assert math.copysign(1, found.median) == math.copysign(1, expected.median)
         assert found.scale == expected.scale or (math.isnan(found.scale) and math.isnan(expected.scale))
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "heavy"])
+def test_a_value_judged_without_the_mad_is_never_beyond_the_limit(kind: str) -> None:
+    # The rules skip the MAD when a lower bound on it already keeps |M| within the limit; values
+    # a hair either side of the limit check that the bound never lets a finding through.
+    rng = np.random.default_rng(len(kind))
+    skipped = 0
+    for _ in range(3_000):
+        size = int(rng.integers(1, 60))
+        values = {
+            "normal": rng.normal(60, 8, size),
+            "ties": rng.integers(55, 58, size).astype(float),
+            "heavy": rng.standard_cauchy(size),
+        }[kind].tolist()
+        base = _robust(values)
+        for m in (rng.uniform(-5, 5), Z_LIMIT * (1 - 1e-12), -Z_LIMIT * (1 + 1e-12), Z_LIMIT * 0.999):
+            x = base.median + m * base.scale if math.isfinite(base.scale) else base.median + m
+            if _surely_within(x, base.median, sorted(values)):
+                skipped += 1
+                assert abs((x - base.median) / base.scale) <= Z_LIMIT
+    assert skipped > 500  # the bound does skip most values away from the limit
+
+
+def test_baseline_rules_find_day_by_day_what_baseline_findings_finds() -> None:
+    rng = np.random.default_rng(3)
+    end = TODAY + 3 * DAY
+    daily = {
+        "resting_heart_rate": series([*rng.normal(60, 2, 40).round(), 68, 69, 70], 71, end),
+        "hrv_rmssd": series([*rng.normal(45, 4, 40), None, 20, 0.0], 19, end),
+        "steps": series([*rng.normal(8000, 900, 50).round(), 900, None], 800, end),
+    }
+    rules = BaselineRules(daily)
+    flagged: dict[str, set[np.datetime64]] = {}
+    for day in np.arange(TODAY - DAY, end + 2 * DAY):
+        expected = baseline_findings(daily, day, flagged)
+        assert rules.findings(day, flagged) == expected
+        for finding in expected:
+            flagged.setdefault(finding.metric, set()).add(day)
+    assert flagged  # the series do flag days, which later days leave out of their baselines
 
 
 def test_a_series_day_dict_holds_what_value_on_finds() -> None:
