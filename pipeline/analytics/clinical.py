@@ -174,8 +174,8 @@ _READ = tuple(
     )
 )
 WEEK_DAYS: Final = 7  # the weekly weight rule looks this far back; no rule looks further
-# Per metric a rule reads: day number (days since 1970-01-01) → value.
-Recent = dict[str, dict[int, float]]
+# Per metric a rule reads, its values from one day on, a day apart: None on a day without one.
+Recent = dict[str, list[float | None]]
 
 
 def clinical_findings(daily: DailyData, day: np.datetime64, thresholds: Thresholds) -> list[Finding]:
@@ -185,15 +185,14 @@ def clinical_findings(daily: DailyData, day: np.datetime64, thresholds: Threshol
     A metric with no value that day is skipped, never guessed.  Pure: no I/O, no clock.
     """
     when = as_date(day)
-    number = day_number(when)
-    return _findings(_recent(daily, number - WEEK_DAYS), number, when, thresholds)
+    return _findings(_recent(daily, day_number(when) - WEEK_DAYS), WEEK_DAYS, when, thresholds)
 
 
 class ClinicalRules:
     """``strongest_findings`` for any day from ``first`` on, of one patient's minima and maxima.
 
     The rules judge a few days of the same series: each series' values from a week before
-    ``first`` are read into a dict once, which costs less than a dict of the whole history or a
+    ``first`` are read into a list once, which costs less than a dict of the whole history or a
     binary search per metric and day.
     """
 
@@ -206,12 +205,12 @@ class ClinicalRules:
     def findings(self, day: np.datetime64) -> list[Finding]:
         """What ``strongest_findings`` finds on ``day``; ValueError for a day before ``first``."""
         when = as_date(day)
-        number = day_number(when)
-        if number - WEEK_DAYS < self._since:
+        index = day_number(when) - self._since
+        if index < WEEK_DAYS:
             raise ValueError(f"{when} is before the first day these rules judge")
         kept: dict[tuple[str, str, date], Finding] = {}
         for view in self._views:
-            for finding in _findings(view, number, when, self._thresholds):
+            for finding in _findings(view, index, when, self._thresholds):
                 key = (_GROUP.get(finding.rule, finding.rule), finding.metric, finding.day)
                 if key not in kept or _strength(finding) > _strength(kept[key]):
                     kept[key] = finding
@@ -219,8 +218,11 @@ class ClinicalRules:
 
 
 def _findings(recent: Recent, day: int, when: date, thresholds: Thresholds) -> list[Finding]:
+    """The clinical findings on ``recent``'s ``day``-th day, ``when``."""
     # Each metric once: several rules read the same ones (resting HR three, SpO₂ two).
-    on_day = {metric: value for metric, values in recent.items() if (value := values.get(day)) is not None}
+    on_day = {
+        metric: value for metric, values in recent.items() if day < len(values) and (value := values[day]) is not None
+    }
     found: list[Finding] = []
     for ladder in LADDERS:
         value = on_day.get(ladder.metric)
@@ -231,7 +233,7 @@ def _findings(recent: Recent, day: int, when: date, thresholds: Thresholds) -> l
     bp = _blood_pressure(on_day, when, thresholds)
     if bp is not None:
         found.append(bp)
-    found += _weight(recent.get("weight", {}), day, when, thresholds)
+    found += _weight(recent.get("weight", []), day, when, thresholds)
     news2 = _news2(on_day, when, thresholds)
     if news2 is not None:
         found.append(news2)
@@ -239,17 +241,23 @@ def _findings(recent: Recent, day: int, when: date, thresholds: Thresholds) -> l
 
 
 def _recent(daily: DailyData, since: int) -> Recent:
-    """Per metric a rule reads, its values on day numbers from ``since`` on (and maybe a few
-    before: the rules never ask for them)."""
+    """Per metric a rule reads, its values on day numbers ``since``, ``since + 1``, … to its
+    last day."""
     found: Recent = {}
     for metric in _READ:
         series = daily.get(metric)
-        if series is not None and len(series):
-            days = series.days.astype("datetime64[D]", copy=False).view(np.int64)
-            # Days are unique and ascending: the last ``count`` hold every day from ``since`` on.
-            count = int(days[-1]) - since + 1
-            if count > 0:
-                found[metric] = dict(zip(days[-count:].tolist(), series.values[-count:].tolist(), strict=True))
+        if series is None or not len(series):
+            continue
+        days = series.days.astype("datetime64[D]", copy=False).view(np.int64)
+        count = int(days[-1]) - since + 1  # days from ``since`` to the last
+        if count <= 0:
+            continue
+        # Days are unique and ascending: when the count-th last is ``since``, no day is missing.
+        if count <= days.size and int(days[-count]) == since:
+            found[metric] = series.values[-count:].tolist()
+        else:
+            by_day = dict(zip(days[-count:].tolist(), series.values[-count:].tolist(), strict=True))
+            found[metric] = [by_day.get(d) for d in range(since, since + count)]
     return found
 
 
@@ -337,11 +345,11 @@ def _cgm_trace(local: npt.NDArray[np.datetime64]) -> npt.NDArray[np.bool_]:
 
 
 def _ladder(ladder: Ladder, value: float, day: date, t: Thresholds) -> Finding | None:
-    unit = UNITS.get(ladder.metric, "")
     for level in ladder.levels:
         limit = level.limit(t)
         fires, phrase = _OPS[level.op]
         if fires(value, limit):
+            unit = UNITS.get(ladder.metric, "")
             return Finding(
                 metric=ladder.metric,
                 day=day,
@@ -385,21 +393,22 @@ def _blood_pressure(on_day: dict[str, float], when: date, t: Thresholds) -> Find
     return None
 
 
-def _weight(weights: dict[int, float], day: int, when: date, t: Thresholds) -> list[Finding]:
+def _weight(weights: list[float | None], day: int, when: date, t: Thresholds) -> list[Finding]:
     """Heart-failure weight gain: against yesterday's weight, and against the week's lowest.
 
     The day rule needs a weight on the previous day (a gain over a gap is not "in a day"); the
     week rule compares with the lowest weight of the 7 days before, so a rise at any point of
     the week counts.  Gains are rounded to 1e-6 kg so float noise never decides a boundary.
+    ``weights`` are a day apart; ``day`` indexes today's, at least a week in.
     """
-    today = weights.get(day)
+    today = weights[day] if day < len(weights) else None
     if today is None:
         return []
     found: list[Finding] = []
     # The week's lowest as np.nanmin has it: NaN left out, and none without a finite weight.
-    week = [v for d in range(day - WEEK_DAYS, day) if (v := weights.get(d)) is not None and not math.isnan(v)]
+    week = [v for v in weights[day - WEEK_DAYS : day] if v is not None and not math.isnan(v)]
     checks = (
-        ("weight-gain-day", "in a day", weights.get(day - 1), t.weight_gain_day_kg),
+        ("weight-gain-day", "in a day", weights[day - 1], t.weight_gain_day_kg),
         ("weight-gain-week", "in a week", min(week) if any(map(math.isfinite, week)) else None, t.weight_gain_week_kg),
     )
     for rule, span, before, limit in checks:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from db.metrics import Reading
-from pipeline.analytics.clinical import clinical_findings, evaluate
+from pipeline.analytics.clinical import ClinicalRules, clinical_findings, evaluate, strongest_findings
 from pipeline.analytics.findings import CATEGORIES, Finding, to_alert
 from pipeline.analytics.series import DailyData, DailySeries
 from pipeline.analytics.thresholds import LB, Thresholds
@@ -356,6 +356,26 @@ def test_evaluate_uses_the_patients_thresholds_and_local_day() -> None:
     assert evaluate(7, readings, Thresholds.from_dict({"rhr_high": 120})) == []
     (alert,) = evaluate(7, readings, timezone="Pacific/Auckland")
     assert alert.dedupe_key == "rhr-high:7:resting_heart_rate:2024-03-07"
+
+
+def test_clinical_rules_find_day_by_day_what_strongest_findings_finds() -> None:
+    start = np.datetime64(DAY)
+    days = start + np.arange(12)
+    gaps = days[np.arange(12) % 4 != 1]  # a day missing every four
+    highs: DailyData = {
+        "weight": DailySeries(gaps, 78 + np.arange(gaps.size) * 0.5),
+        "spo2": DailySeries(days, np.array([96, 91, 87, 95] * 3, dtype=float)),
+        "blood_pressure_systolic": DailySeries(gaps, np.array([125, 142, 185, 120, 131, 150, 119, 182, 128], float)),
+        "respiratory_rate": DailySeries(days[6:], np.array([14, 22, 26, 31, 13, 18], dtype=float)),
+    }
+    lows: DailyData = {metric: DailySeries(s.days, s.values - 3) for metric, s in highs.items()}
+    first = start + 7
+    judged = ClinicalRules(lows, highs, DEFAULT, first)
+    for day in np.arange(first, start + 14):
+        assert judged.findings(day) == strongest_findings(lows, highs, day, DEFAULT)
+    assert [f.rule for day in np.arange(first, start + 14) for f in judged.findings(day)]
+    with pytest.raises(ValueError, match="before the first day"):
+        judged.findings(first - 1)
 
 
 @pytest.mark.parametrize("name", ["findings", "thresholds", "clinical", "baseline"])
