@@ -9,8 +9,8 @@ analytics actor's own code, ``pipeline.analytics.analyse_runs``, called on ``--b
 time (100, as the reconciler's ``analyse_many`` messages carry them): one query for the runs, one
 for their users' 90 days as packed binary numbers per user and metric (times and values, each
 metric one bytea of each), every engine on each user (aggregates, correlations with q ≤ 0.05
-kept, scores, clinical and baseline anomalies, as ``analyse``; ``analyse_many`` runs the
-correlations of the batch's users over a stack of them), then one transaction that writes
+kept, scores, clinical and baseline anomalies, as ``analyse``; ``analyse_many`` runs the daily
+aggregates and the correlations of the batch's users together), then one transaction that writes
 what the actor writes, a statement per kind of row: the window's daily stats, the correlations,
 the scores and CGM summaries, ``score.updated``, the alerts with their events, and the runs
 marked analysed.  After the timed run, ``--single`` more users (200) go one run a call, the path
