@@ -226,7 +226,7 @@ class _Grid:
 
     @classmethod
     def of(cls, series: DailySeries, watch: Watch) -> _Grid:
-        numbers = series.days.astype("datetime64[D]", copy=False).view(np.int64)
+        numbers = series.day_numbers()
         first, last = int(numbers[0]), int(numbers[-1])
         grid = series.values
         if last - first + 1 != grid.size:  # a day is missing

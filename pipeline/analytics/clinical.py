@@ -248,7 +248,7 @@ def _recent(daily: DailyData, since: int) -> Recent:
         series = daily.get(metric)
         if series is None or not len(series):
             continue
-        days = series.days.astype("datetime64[D]", copy=False).view(np.int64)
+        days = series.day_numbers()
         count = int(days[-1]) - since + 1  # days from ``since`` to the last
         if count <= 0:
             continue

@@ -111,7 +111,7 @@ _EPOCH = date(1970, 1, 1).toordinal()
 
 
 def day_number(day: date) -> int:
-    """A day as days since 1970-01-01: the keys of ``DailySeries.by_day``, and ``datetime64[D]``'s
+    """A day as days since 1970-01-01: ``DailySeries.day_numbers``' unit, and ``datetime64[D]``'s
     integer.  Date arithmetic in plain Python, where each numpy scalar conversion costs ~1 µs."""
     return day.toordinal() - _EPOCH
 

@@ -8,7 +8,7 @@ unique, ``values`` is float64 of the same length.  A day with no reading is simp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,6 @@ Values = npt.NDArray[np.float64]
 class DailySeries:
     days: Days
     values: Values
-    _by_day: dict[int, float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.days.shape != self.values.shape or self.days.ndim != 1:
@@ -47,15 +46,12 @@ class DailySeries:
         keep = self.days < day
         return DailySeries(self.days[keep], self.values[keep])
 
-    def by_day(self) -> dict[int, float]:
-        """{day as days since 1970-01-01: value}, built on first use and kept: rules that read
-        many single days and windows of one series do it with dict lookups, not numpy calls."""
-        if self._by_day is None:
-            days = self.days.astype("datetime64[D]").astype(np.int64)
-            found = dict(zip(days.tolist(), self.values.tolist(), strict=True))
-            object.__setattr__(self, "_by_day", found)
-            return found
-        return self._by_day
+    def day_numbers(self) -> npt.NDArray[np.int64]:
+        """The days as day numbers (days since 1970-01-01, ``findings.day_number``), a view:
+        rules that search or slice a series by day do it with Python ints, far cheaper than
+        making and comparing datetime64 scalars."""
+        numbers: npt.NDArray[np.int64] = self.days.astype("datetime64[D]", copy=False).view(np.int64)
+        return numbers
 
     def value_on(self, day: np.datetime64) -> float | None:
         # The days are sorted and unique: a binary search instead of a scan, as the rules call

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.analytics.scores.base import Composite, Score, _day_number, _day_numbers
+from pipeline.analytics.findings import day_number
+from pipeline.analytics.scores.base import Composite, Score
 from pipeline.analytics.scores.sleep import _tonight, _window_scores
 from pipeline.analytics.series import DailyData, Values, median_of
 
@@ -43,7 +44,7 @@ def _history(daily: DailyData, metric: str, day: date) -> tuple[float | None, Va
     series = daily.get(metric)
     if series is None:
         return None, np.array([], dtype=float)
-    numbers, end = _day_numbers(series), _day_number(day)
+    numbers, end = series.day_numbers(), day_number(day)
     first, stop = int(numbers.searchsorted(end - BASELINE_DAYS)), int(numbers.searchsorted(end))
     today = float(series.values[stop]) if stop < len(numbers) and numbers[stop] == end else None
     return today, series.values[first:stop]
@@ -82,7 +83,7 @@ def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[]
         "rhr": (rhr, rhr_values, "bpm"),
     }
     night = tonight()
-    history = _window_scores(daily, _day_number(day) - BASELINE_DAYS, _day_number(day), age)
+    history = _window_scores(daily, day_number(day) - BASELINE_DAYS, day_number(day), age)
     if night is not None and len(history) >= MIN_BASELINE_DAYS:
         inputs["sleep"] = (night.value, history, "points")
 

@@ -19,7 +19,6 @@ from pipeline.analytics.scores.base import (
     Composite,
     Score,
     _blend,
-    _day_numbers,
     _input,
     _maybe,
     _on,
@@ -233,7 +232,7 @@ def _window_scores(daily: DailyData, first: int, stop: int, age: int | None) -> 
     series = daily.get("sleep_duration")
     if series is None:
         return np.array([], dtype=float)
-    numbers = _day_numbers(series)
+    numbers = series.day_numbers()
     start, end = int(numbers.searchsorted(first)), int(numbers.searchsorted(stop))
     return _nightly_scores(daily, series.days[start:end], series.values[start:end], age)
 

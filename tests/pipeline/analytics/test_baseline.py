@@ -306,11 +306,3 @@ def test_baseline_rules_find_day_by_day_what_baseline_findings_finds() -> None:
         for finding in expected:
             flagged.setdefault(finding.metric, set()).add(day)
     assert flagged  # the series do flag days, which later days leave out of their baselines
-
-
-def test_a_series_day_dict_holds_what_value_on_finds() -> None:
-    series = DailySeries.of({"2026-03-01": 1.5, "2026-03-03": -2.0})
-    by_day = series.by_day()
-    for day in np.arange(np.datetime64("2026-02-27"), np.datetime64("2026-03-05")):
-        assert by_day.get(int(day.astype(np.int64))) == series.value_on(day)
-    assert series.by_day() is by_day  # built once

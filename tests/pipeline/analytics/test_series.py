@@ -1,4 +1,4 @@
-"""``median_of`` is np.median, float for float, signed zeros included."""
+"""Daily series: ``median_of`` is np.median, float for float, signed zeros included; day numbers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.analytics.series import median_of
+from pipeline.analytics.findings import as_date, day_number
+from pipeline.analytics.series import DailySeries, median_of
 
 
 def sample(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
@@ -28,3 +29,10 @@ def test_median_of_is_np_median_to_the_bit(kind: str) -> None:
         values = sample(rng, kind, int(rng.integers(1, 70)))
         expected, found = float(np.median(values)), median_of(values)
         assert found == expected and math.copysign(1, found) == math.copysign(1, expected)
+
+
+def test_day_numbers_count_days_from_1970_as_day_number_does() -> None:
+    series = DailySeries.of({"2026-03-01": 1.5, "2026-03-03": -2.0, "1969-12-30": 4.0})
+
+    assert series.day_numbers().tolist() == [-2, 20513, 20515]
+    assert series.day_numbers().tolist() == [day_number(as_date(day)) for day in series.days]
