@@ -6,10 +6,12 @@ through the same Redis, worker processes, queues, pools and database:
 
 * ``ceiling_sync`` (queue ``sync``) runs the real ``pipeline.sync.run_sync``, then hands over to
   ``ceiling_analyse`` instead of ``analyse``;
-* ``ceiling_analyse`` (queue ``analytics``) makes ``analyse_run``'s database round trips: the run
-  row, the user's 90 days (``db.metrics.latest``), then in one transaction the daily stats of the
-  window, the correlations (replaced by none), one score per domain, ``score.updated``, one alert
-  per anomalous reading and ``mark_analysed``; then the real ``notify`` and ``dispatch_pending``.
+* ``ceiling_analyse`` (queue ``analytics``) makes ``analyse_waiting``'s database round trips: it
+  locks the run and the others waiting for analysis (``sync_runs.lock_unanalysed``), reads their
+  rows and their users' 90 days (``db.analytics.readings``), then writes in one transaction the
+  daily stats of each window, the correlations (replaced by none), one score per domain,
+  ``score.updated``, one alert per anomalous reading, and marks the runs analysed; then the real
+  ``notify`` and ``dispatch_pending``.
 
 What it leaves out is the maths: no aggregates, correlations, score formulas or detectors.  Its
 "detector" flags today's readings above a fixed line, which the bench's injected anomaly crosses.
@@ -17,16 +19,16 @@ What it leaves out is the maths: no aggregates, correlations, score formulas or 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import dramatiq
 
-from db import alerts, events, metrics, sync_runs
+from db import alerts, events, sync_runs
 from db import analytics as stored
 from db import scores as db_scores
 from db.alerts import NewAlert
 from pipeline import runtime
-from pipeline.actors import dispatch_pending, notify
+from pipeline.actors import ANALYSE_BATCH, dispatch_pending, notify
 from pipeline.analytics.analysis import CORRELATION_DAYS
 from pipeline.sync import run_sync
 
@@ -34,6 +36,11 @@ from pipeline.sync import run_sync
 DOMAINS = ("sleep", "activity", "cardio", "recovery", "overall")
 # The trivial detector: a reading at or above its line is an alert.
 LINES = {"resting_heart_rate": 100.0, "body_temperature": 38.0}
+_RUNS = (
+    "SELECT r.id, r.window_start, r.window_end, c.user_id, u.tenant_id"
+    " FROM sync_runs r JOIN connections c ON c.id = r.connection_id JOIN users u ON u.id = c.user_id"
+    " WHERE r.id = ANY($1::bigint[])"
+)
 
 
 @dramatiq.actor(broker=runtime.DECLARED, queue_name="sync", max_retries=0)
@@ -47,63 +54,60 @@ async def ceiling_sync(run_id: int) -> None:
 @dramatiq.actor(broker=runtime.DECLARED, queue_name="analytics", max_retries=0)
 async def ceiling_analyse(run_id: int) -> None:
     pool = await runtime.pool()
-    async with pool.acquire() as conn:
-        run = await conn.fetchrow(
-            "SELECT r.window_start, r.window_end, c.user_id, u.tenant_id, u.timezone, u.alert_thresholds"
-            " FROM sync_runs r JOIN connections c ON c.id = r.connection_id JOIN users u ON u.id = c.user_id"
-            " WHERE r.id = $1",
-            run_id,
-        )
-        if run is None or run["window_start"] is None:
-            return
-        user_id = run["user_id"]
-        readings = await metrics.latest(conn, user_id, run["window_end"] - timedelta(days=CORRELATION_DAYS + 1))
-    # The bench's users live in UTC: a reading's day is its UTC date.
-    window = [r for r in readings if r.recorded_at >= run["window_start"]]
-    day = run["window_end"].astimezone(UTC).date()
-    new_ids = []
     async with pool.acquire() as conn, conn.transaction():
-        await stored.upsert_daily_stats(
-            conn,
-            user_id,
-            [(r.metric, r.recorded_at.date(), r.value, r.value, r.value, 1, r.value, r.value) for r in window],
-        )
-        await stored.replace_correlations(conn, user_id, day, [])
-        for domain in DOMAINS:
-            await db_scores.upsert(conn, user_id, day, domain, 50.0, {})
-        await events.publish(
-            conn,
-            run["tenant_id"],
-            events.SCORE_UPDATED,
-            {"user_id": user_id, "sync_run_id": run_id, "day": day.isoformat(), "scores": dict.fromkeys(DOMAINS, 50)},
-        )
-        for r in window:
-            line = LINES.get(r.metric)
-            if line is None or r.value < line:
-                continue
-            alert_id = await alerts.insert(
-                conn,
-                NewAlert(
-                    user_id=user_id,
-                    category="clinical",
-                    severity="warning",
-                    metric=r.metric,
-                    title=f"{r.metric} high",
-                    body=f"{r.metric} {r.value:g} is at or above {line:g} (ceiling rule)",
-                    observed_value=r.value,
-                    threshold=line,
-                    recorded_at=datetime.combine(r.recorded_at.date(), time(0), tzinfo=UTC),
-                    dedupe_key=f"ceiling:{user_id}:{r.metric}:{r.recorded_at.date().isoformat()}",
-                    rule="ceiling",
-                    rule_version=1,
-                ),
-            )
-            if alert_id is not None:
-                new_ids.append(alert_id)
-        await sync_runs.mark_analysed(conn, run_id)
+        # The batch ``analyse_waiting`` takes: the run and the others waiting, locked.
+        run_ids = await sync_runs.lock_unanalysed(conn, run_id, ANALYSE_BATCH)
+        if not run_ids:
+            return
+        runs = await conn.fetch(_RUNS, run_ids)
+        since = {run["user_id"]: run["window_end"] - timedelta(days=CORRELATION_DAYS + 1) for run in runs}
+        found = await stored.readings(conn, since)
+        stats, scores, updated, flagged = [], [], [], []
+        for run in runs:
+            user_id, readings = run["user_id"], found[run["user_id"]]
+            # The bench's users live in UTC: a reading's day is its UTC date.
+            day = run["window_end"].astimezone(UTC).date()
+            start = run["window_start"].timestamp()
+            for metric, seconds, value in zip(readings.metric, readings.seconds, readings.values, strict=True):
+                if seconds < start:
+                    continue
+                name, value = readings.names[metric], float(value)
+                reading_day = datetime.fromtimestamp(float(seconds), UTC).date()
+                stats.append((user_id, name, reading_day, value, value, value, 1, value, value))
+                line = LINES.get(name)
+                if line is not None and value >= line:
+                    flagged.append(_alert(user_id, name, reading_day, value, line))
+            scores += [(user_id, day, domain, 50.0, {}) for domain in DOMAINS]
+            data = {"user_id": user_id, "sync_run_id": run["id"], "day": day.isoformat(),
+                    "scores": dict.fromkeys(DOMAINS, 50)}  # fmt: skip
+            updated.append((run["tenant_id"], events.SCORE_UPDATED, data))
+        async with conn.transaction():
+            await stored.upsert_daily_stats_many(conn, stats)
+            await stored.replace_correlations_many(conn, [run["user_id"] for run in runs], [])
+            await db_scores.upsert_many(conn, scores)
+            await events.publish_many(conn, updated)
+            new_ids = [alert_id for alert_id in await alerts.insert_many(conn, flagged) if alert_id is not None]
+            await sync_runs.mark_analysed_many(conn, run_ids)
     for alert_id in new_ids:
         notify.send(alert_id)
     await dispatch_pending(pool)
+
+
+def _alert(user_id: int, metric: str, day: date, value: float, line: float) -> NewAlert:
+    return NewAlert(
+        user_id=user_id,
+        category="clinical",
+        severity="warning",
+        metric=metric,
+        title=f"{metric} high",
+        body=f"{metric} {value:g} is at or above {line:g} (ceiling rule)",
+        observed_value=value,
+        threshold=line,
+        recorded_at=datetime.combine(day, time(0), tzinfo=UTC),
+        dedupe_key=f"ceiling:{user_id}:{metric}:{day.isoformat()}",
+        rule="ceiling",
+        rule_version=1,
+    )
 
 
 runtime.bind_actors()

@@ -241,3 +241,26 @@ async def create_due(
         list(skip),
     )
     return [DueRun(r["id"], r["delay"]) for r in rows]
+
+
+async def lock_unanalysed(conn: asyncpg.Connection, run_id: int, limit: int) -> list[int]:
+    """In the caller's transaction, lock the run if it still waits for analysis, with up to
+    ``limit - 1`` other waiting runs, oldest first; the run first.  Runs another transaction
+    holds are skipped, so two workers never analyse one run at once; a worker that dies
+    releases its locks with its connection.  Empty when the run is analysed or held elsewhere:
+    whoever holds it analyses it.
+    """
+    own = await conn.fetchval(
+        "SELECT id FROM sync_runs WHERE id = $1 AND status = 'completed' AND analysed_at IS NULL"
+        " FOR UPDATE SKIP LOCKED",
+        run_id,
+    )
+    if own is None or limit <= 1:
+        return [] if own is None else [own]
+    others = await conn.fetch(
+        "SELECT id FROM sync_runs WHERE status = 'completed' AND analysed_at IS NULL AND id <> $1"
+        " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        run_id,
+        limit - 1,
+    )
+    return [own, *(r["id"] for r in others)]

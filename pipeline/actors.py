@@ -22,7 +22,7 @@ from channels import PermanentDeliveryError, TransientDeliveryError, escalate_al
 from db import chat, events, reports
 from db.sealing import SealError
 from pipeline import runtime, webhooks
-from pipeline.analytics import analyse_run, analyse_runs
+from pipeline.analytics import analyse_runs, analyse_waiting
 from pipeline.errors import PermanentSyncError, RefreshFailedError, TransientSyncError
 from pipeline.reports import send_report
 from pipeline.sync import disconnect, record_failure, run_sync
@@ -77,13 +77,23 @@ async def sync(run_id: int) -> None:
         analyse.send(run_id)
 
 
+# Runs a message: what the reconciler hands over, and the batch an ``analyse`` message takes with
+# its own run.  One fetch and one transaction for them all; that database work costs well under
+# half as much per run as one message each (docs/benchmarks.md, "Analytics recompute").
+ANALYSE_BATCH = 100
+
+
 @dramatiq.actor(broker=_broker, queue_name="analytics", max_retries=3, min_backoff=5_000, max_backoff=120_000)
 async def analyse(run_id: int) -> None:
+    """The run, with the others waiting for analysis (``analyse_waiting``); nothing when another
+    message's batch took it, and then that message notifies."""
     pool = await runtime.pool()
-    outcome = await analyse_run(pool, run_id)
-    for alert_id in outcome.new_alert_ids if outcome else ():
-        notify.send(alert_id)
-    await dispatch_pending(pool)  # the sync's and this analysis's events (webhooks)
+    outcomes = await analyse_waiting(pool, run_id, ANALYSE_BATCH)
+    for outcome in outcomes:
+        for alert_id in outcome.new_alert_ids:
+            notify.send(alert_id)
+    if outcomes:
+        await dispatch_pending(pool)  # the syncs' and these analyses' events (webhooks)
 
 
 async def dispatch_pending(pool: asyncpg.Pool) -> None:
@@ -92,12 +102,6 @@ async def dispatch_pending(pool: asyncpg.Pool) -> None:
     the webhooks worker about a millisecond; the reconciler's pass remains the backstop."""
     if await events.any_pending(pool):
         dispatch_events.send()
-
-
-# Runs a message when analytics catches up (the reconciler): one fetch and one transaction for
-# them all; that database work costs well under half as much per run as one message each
-# (docs/benchmarks.md, "Analytics recompute").
-ANALYSE_BATCH = 100
 
 
 @dramatiq.actor(broker=_broker, queue_name="analytics", max_retries=3, min_backoff=5_000, max_backoff=120_000)

@@ -3,12 +3,13 @@
 ``analysis.analyse`` does the maths with no I/O; ``analyse_runs`` feeds it the last 90 days of
 each run's user and stores what it found, and ``analyse_run`` is a batch of one.  Re-running it
 changes nothing: results are upserted or replaced, and alerts are deduplicated by (rule, user,
-metric, day).
+metric, day).  ``analyse_waiting`` is the actor's path after a sync: the run, and the other runs
+waiting for analysis by then, as one batch.
 """
 
 from __future__ import annotations
 
-__all__ = ["AnalysisOutcome", "Phases", "analyse_run", "analyse_runs"]
+__all__ = ["AnalysisOutcome", "Phases", "analyse_run", "analyse_runs", "analyse_waiting"]
 
 import logging
 import time
@@ -76,13 +77,33 @@ async def analyse_runs(
     Batching is for catching up (the reconciler, a recompute): ~100 runs a call keeps the fetch
     near a quarter of a million readings.  Two runs of one user are analysed one after the other.
     """
-    phases = phases if phases is not None else Phases()
+    async with pool.acquire() as conn:
+        return await _analyse_runs(conn, run_ids, phases if phases is not None else Phases())
+
+
+async def analyse_waiting(pool: asyncpg.Pool, run_id: int, limit: int) -> list[AnalysisOutcome]:
+    """Analyse the run together with up to ``limit - 1`` other completed runs still waiting for
+    analysis, each locked until its results are stored (``sync_runs.lock_unanalysed``).  Empty
+    when the run is analysed already or being analysed elsewhere.
+
+    After a burst of syncs, the first message analyses a batch and the messages of the runs it
+    took find nothing to do: the fetch and the writes cost about half as much per run in a batch
+    (docs/benchmarks.md, "Analytics recompute").  When the queue keeps up, a batch is one run.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        run_ids = await sync_runs.lock_unanalysed(conn, run_id, limit)
+        outcomes = await _analyse_runs(conn, run_ids, Phases())
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+async def _analyse_runs(
+    conn: asyncpg.Connection, run_ids: Sequence[int], phases: Phases
+) -> list[AnalysisOutcome | None]:
     outcomes: dict[int, AnalysisOutcome | None] = {}
     pending = list(dict.fromkeys(run_ids))
     while pending:
         # A round holds each user once: the second run of a user sees what the first stored.
-        async with pool.acquire() as conn:
-            runs = {r["id"]: r for r in await conn.fetch(_RUNS, pending)}
+        runs = {r["id"]: r for r in await conn.fetch(_RUNS, pending)}
         known = [run_id for run_id in pending if run_id in runs and runs[run_id]["window_start"] is not None]
         outcomes |= {run_id: None for run_id in pending if run_id not in known}
         users: dict[int, asyncpg.Record] = {}
@@ -92,24 +113,23 @@ async def analyse_runs(
                 later.append(run_id)
             else:
                 users[runs[run_id]["user_id"]] = runs[run_id]
-        outcomes |= {o.run_id: o for o in await _analyse_round(pool, list(users.values()), phases)}
+        outcomes |= {o.run_id: o for o in await _analyse_round(conn, list(users.values()), phases)}
         pending = later
     return [outcomes[run_id] for run_id in run_ids]
 
 
-async def _analyse_round(pool: asyncpg.Pool, runs: list[asyncpg.Record], phases: Phases) -> list[AnalysisOutcome]:
+async def _analyse_round(conn: asyncpg.Connection, runs: list[asyncpg.Record], phases: Phases) -> list[AnalysisOutcome]:
     """Runs of distinct users: fetch, analyse, store."""
     if not runs:
         return []
     started = time.perf_counter()
     since = {run["user_id"]: run["window_end"] - timedelta(days=CORRELATION_DAYS + 1) for run in runs}
-    async with pool.acquire() as conn:
-        # As arrays: a tenth of the cost of a Reading object per row (docs/benchmarks.md).
-        found = await stored.readings(conn, since)
+    # As arrays: a tenth of the cost of a Reading object per row (docs/benchmarks.md).
+    found = await stored.readings(conn, since)
     fetched = time.perf_counter()
     results = _analyse_all(runs, [_columns(found[run["user_id"]]) for run in runs])
     analysed = time.perf_counter()
-    async with pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         new_ids = await _store(conn, results)
         await sync_runs.mark_analysed_many(conn, [run["id"] for run, _, _ in results])
     phases.fetch += fetched - started

@@ -1,18 +1,28 @@
 """The analytics actor on real Postgres, Redis and a Dramatiq worker: a simulator patient with
-a fever, a hypoglycaemia event and an HRV drop gets exactly those alerts, once each."""
+a fever, a hypoglycaemia event and an HRV drop gets exactly those alerts, once each; runs
+waiting for analysis go in one batch, and a run another transaction holds is left to it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import dramatiq
+import pytest
 
+from db import create_pool, sync_runs
+from db.migrate import migrate
+from db.sealing import Keyring
 from pipeline import runtime
-from pipeline.analytics import analyse_run, analyse_runs
+from pipeline.analytics import analyse_run, analyse_runs, analyse_waiting
 from pipeline.reconciler import reconcile
+from pipeline.settings import PipelineSettings
+from pipeline.sync import run_sync
 from pipeline.triggers import request_sync
 from tests.helpers import eventually, make_patient
+
+TACHYCARDIA = {"metric": "resting_heart_rate", "value": 118, "days_ago": 0}
 
 
 async def test_a_fever_a_hypo_and_an_hrv_drop_raise_exactly_those_alerts_once_even_when_analysed_twice(
@@ -178,3 +188,44 @@ async def test_a_weight_gain_raises_both_weight_alerts_and_bad_values_and_missin
     assert gaps == 0
     rules = await pool.fetch("SELECT rule, severity FROM alerts WHERE user_id = $1 AND metric = 'weight'", user_id)
     assert sorted(r["rule"] for r in rules) == ["weight-gain-day", "weight-gain-week"]
+
+
+@pytest.fixture
+async def own_pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """A database of its own: ``analyse_waiting`` takes every waiting run it finds."""
+    found = await create_pool(fresh_db, max_size=4)
+    async with found.acquire() as conn:
+        await migrate(conn)
+    yield found
+    await found.close()
+
+
+async def test_an_analysis_takes_the_waiting_runs_along_and_skips_those_held_elsewhere(
+    own_pool: asyncpg.Pool, keyring: Keyring, workdir: Path
+) -> None:
+    pool, run_ids = own_pool, []
+    for tenant in ("wait-a", "wait-b", "wait-c", "wait-d"):
+        _, _, connection_id, _ = await make_patient(
+            pool, keyring, tenant=tenant, alert_file=workdir / "a", anomalies=[TACHYCARDIA]
+        )
+        async with pool.acquire() as conn:
+            run_ids.append(await sync_runs.create(conn, connection_id, "manual"))
+        assert await run_sync(pool, keyring, PipelineSettings(redis_url=None), run_ids[-1]) is not None
+    a, b, c, d = run_ids
+
+    pair = await analyse_waiting(pool, b, limit=2)  # its own run first, then the oldest waiting
+    async with pool.acquire() as holder, holder.transaction():
+        assert await sync_runs.lock_unanalysed(holder, d, limit=1) == [d]
+        rest = await analyse_waiting(pool, c, limit=100)
+        held = await analyse_waiting(pool, d, limit=100)
+    after = await analyse_waiting(pool, d, limit=100)
+    again = await analyse_waiting(pool, a, limit=100)
+
+    assert [o.run_id for o in pair] == [b, a]
+    assert [o.run_id for o in rest] == [c]  # d is held by the other transaction
+    assert held == [] and again == []  # held elsewhere; analysed already
+    assert [o.run_id for o in after] == [d]
+    alert_ids = [i for o in (*pair, *rest, *after) for i in o.new_alert_ids]
+    assert len(alert_ids) == len(set(alert_ids)) == await pool.fetchval("SELECT count(*) FROM alerts")
+    assert all(o.new_alert_ids for o in (*pair, *rest, *after))  # a tachycardia each
+    assert await pool.fetchval("SELECT count(*) FROM sync_runs WHERE analysed_at IS NULL") == 0
