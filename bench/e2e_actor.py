@@ -5,9 +5,10 @@ are declared on ``runtime.DECLARED`` and bound to the broker like the pipeline's
 through the same Redis, worker processes, queues, pools and database:
 
 * ``ceiling_sync`` (queue ``sync``) runs the real ``pipeline.sync.run_sync``, then hands over to
-  ``ceiling_analyse`` instead of ``analyse``;
+  ``ceiling_analyse`` instead of ``analyse``, through the same 50 ms buffer
+  (``triggers.analyse_soon``);
 * ``ceiling_analyse`` (queue ``analytics``) makes ``analyse_waiting``'s database round trips: it
-  locks the run and the others waiting for analysis (``sync_runs.lock_unanalysed``), reads their
+  locks the runs and the others waiting for analysis (``sync_runs.lock_unanalysed``), reads their
   rows and their users' 90 days (``db.analytics.readings``), then writes in one transaction the
   daily stats of each window, the correlations (replaced by none), one score per domain,
   ``score.updated``, one alert per anomalous reading, and marks the runs analysed; then the real
@@ -31,6 +32,7 @@ from pipeline import runtime
 from pipeline.actors import ANALYSE_BATCH, dispatch_pending, notify
 from pipeline.analytics.analysis import CORRELATION_DAYS
 from pipeline.sync import run_sync
+from pipeline.triggers import analyse_soon
 
 # The domains a user of the simulator's daily metrics gets a score in (no CGM: no glycemic).
 DOMAINS = ("sleep", "activity", "cardio", "recovery", "overall")
@@ -48,18 +50,27 @@ async def ceiling_sync(run_id: int) -> None:
     rt = runtime.current()
     outcome = await run_sync(await runtime.pool(), rt.keyring, rt.settings, run_id)
     if outcome is not None and outcome.status == "completed":
-        ceiling_analyse.send(run_id)
+        analyse_soon(run_id, ceiling_analyse, ceiling_analyse_many)
 
 
 @dramatiq.actor(broker=runtime.DECLARED, queue_name="analytics", max_retries=0)
 async def ceiling_analyse(run_id: int) -> None:
+    await _ceiling_analyse([run_id])
+
+
+@dramatiq.actor(broker=runtime.DECLARED, queue_name="analytics", max_retries=0)
+async def ceiling_analyse_many(run_ids: list[int]) -> None:
+    await _ceiling_analyse(run_ids)
+
+
+async def _ceiling_analyse(run_ids: list[int]) -> None:
     pool = await runtime.pool()
     async with pool.acquire() as conn, conn.transaction():
-        # The batch ``analyse_waiting`` takes: the run and the others waiting, locked.
-        run_ids = await sync_runs.lock_unanalysed(conn, run_id, ANALYSE_BATCH)
-        if not run_ids:
+        # The batch ``analyse_waiting`` takes: the runs and others waiting, locked.
+        locked = await sync_runs.lock_unanalysed(conn, run_ids, max(ANALYSE_BATCH, len(run_ids)))
+        if not locked:
             return
-        runs = await conn.fetch(_RUNS, run_ids)
+        runs = await conn.fetch(_RUNS, locked)
         since = {run["user_id"]: run["window_end"] - timedelta(days=CORRELATION_DAYS + 1) for run in runs}
         found = await stored.readings(conn, since)
         stats, scores, updated, flagged = [], [], [], []
@@ -87,7 +98,7 @@ async def ceiling_analyse(run_id: int) -> None:
             await db_scores.upsert_many(conn, scores)
             await events.publish_many(conn, updated)
             new_ids = [alert_id for alert_id in await alerts.insert_many(conn, flagged) if alert_id is not None]
-            await sync_runs.mark_analysed_many(conn, run_ids)
+            await sync_runs.mark_analysed_many(conn, locked)
     for alert_id in new_ids:
         notify.send(alert_id)
     await dispatch_pending(pool)

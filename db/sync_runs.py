@@ -243,24 +243,24 @@ async def create_due(
     return [DueRun(r["id"], r["delay"]) for r in rows]
 
 
-async def lock_unanalysed(conn: asyncpg.Connection, run_id: int, limit: int) -> list[int]:
-    """In the caller's transaction, lock the run if it still waits for analysis, with up to
-    ``limit - 1`` other waiting runs, oldest first; the run first.  Runs another transaction
-    holds are skipped, so two workers never analyse one run at once; a worker that dies
-    releases its locks with its connection.  Empty when the run is analysed or held elsewhere:
-    whoever holds it analyses it.
+async def lock_unanalysed(conn: asyncpg.Connection, run_ids: Sequence[int], limit: int) -> list[int]:
+    """In the caller's transaction, lock those of the runs that still wait for analysis and,
+    when they are fewer than ``limit``, other waiting runs up to it, oldest first; the runs
+    given come first.  Runs another transaction holds are skipped, so two workers never analyse
+    one run at once; a worker that dies releases its locks with its connection.  Empty when
+    none of the runs given waits any more (analysed, or held elsewhere: the holder analyses it).
     """
-    own = await conn.fetchval(
-        "SELECT id FROM sync_runs WHERE id = $1 AND status = 'completed' AND analysed_at IS NULL"
-        " FOR UPDATE SKIP LOCKED",
-        run_id,
+    own = await conn.fetch(
+        "SELECT id FROM sync_runs WHERE id = ANY($1::bigint[]) AND status = 'completed' AND analysed_at IS NULL"
+        " ORDER BY id FOR UPDATE SKIP LOCKED",
+        list(run_ids),
     )
-    if own is None or limit <= 1:
-        return [] if own is None else [own]
+    if not own or len(own) >= limit:
+        return [r["id"] for r in own]
     others = await conn.fetch(
-        "SELECT id FROM sync_runs WHERE status = 'completed' AND analysed_at IS NULL AND id <> $1"
+        "SELECT id FROM sync_runs WHERE status = 'completed' AND analysed_at IS NULL AND id <> ALL($1::bigint[])"
         " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        run_id,
-        limit - 1,
+        list(run_ids),
+        limit - len(own),
     )
-    return [own, *(r["id"] for r in others)]
+    return [r["id"] for r in (*own, *others)]

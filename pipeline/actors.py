@@ -22,7 +22,7 @@ from channels import PermanentDeliveryError, TransientDeliveryError, escalate_al
 from db import chat, events, reports
 from db.sealing import SealError
 from pipeline import runtime, webhooks
-from pipeline.analytics import analyse_runs, analyse_waiting
+from pipeline.analytics import analyse_waiting
 from pipeline.errors import PermanentSyncError, RefreshFailedError, TransientSyncError
 from pipeline.reports import send_report
 from pipeline.sync import disconnect, record_failure, run_sync
@@ -74,26 +74,22 @@ async def sync(run_id: int) -> None:
             raise dramatiq.Retry(delay=int(exc.retry_after * 1000)) from exc
         raise
     if outcome is not None and outcome.status == "completed":
-        analyse.send(run_id)
+        # Imported here: pipeline.triggers imports this module.
+        from pipeline.triggers import analyse_soon
+
+        analyse_soon(run_id)
 
 
-# Runs a message: what the reconciler hands over, and the batch an ``analyse`` message takes with
-# its own run.  One fetch and one transaction for them all; that database work costs well under
-# half as much per run as one message each (docs/benchmarks.md, "Analytics recompute").
+# Runs a message: what the reconciler hands over, what the syncs and ingest batches of the last
+# 50 ms completed, plus the other runs waiting for analysis when they are fewer.  One fetch and
+# one transaction for them all; that database work costs well under half as much per run as one
+# message each (docs/benchmarks.md, "Analytics recompute").
 ANALYSE_BATCH = 100
 
 
 @dramatiq.actor(broker=_broker, queue_name="analytics", max_retries=3, min_backoff=5_000, max_backoff=120_000)
 async def analyse(run_id: int) -> None:
-    """The run, with the others waiting for analysis (``analyse_waiting``); nothing when another
-    message's batch took it, and then that message notifies."""
-    pool = await runtime.pool()
-    outcomes = await analyse_waiting(pool, run_id, ANALYSE_BATCH)
-    for outcome in outcomes:
-        for alert_id in outcome.new_alert_ids:
-            notify.send(alert_id)
-    if outcomes:
-        await dispatch_pending(pool)  # the syncs' and these analyses' events (webhooks)
+    await _analyse_waiting([run_id])
 
 
 async def dispatch_pending(pool: asyncpg.Pool) -> None:
@@ -106,12 +102,19 @@ async def dispatch_pending(pool: asyncpg.Pool) -> None:
 
 @dramatiq.actor(broker=_broker, queue_name="analytics", max_retries=3, min_backoff=5_000, max_backoff=120_000)
 async def analyse_many(run_ids: list[int]) -> None:
+    await _analyse_waiting(run_ids)
+
+
+async def _analyse_waiting(run_ids: list[int]) -> None:
+    """The runs, with others waiting for analysis up to ANALYSE_BATCH (``analyse_waiting``);
+    nothing for a run another message's batch took: that message notifies."""
     pool = await runtime.pool()
-    outcomes = await analyse_runs(pool, run_ids)
+    outcomes = await analyse_waiting(pool, run_ids, max(ANALYSE_BATCH, len(run_ids)))
     for outcome in outcomes:
-        for alert_id in outcome.new_alert_ids if outcome else ():
+        for alert_id in outcome.new_alert_ids:
             notify.send(alert_id)
-    await dispatch_pending(pool)
+    if outcomes:
+        await dispatch_pending(pool)  # the syncs' and these analyses' events (webhooks)
 
 
 # Transient failures and 429s retry with Dramatiq's jittered backoff (2 s to 5 min) or the

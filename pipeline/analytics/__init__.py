@@ -81,18 +81,19 @@ async def analyse_runs(
         return await _analyse_runs(conn, run_ids, phases if phases is not None else Phases())
 
 
-async def analyse_waiting(pool: asyncpg.Pool, run_id: int, limit: int) -> list[AnalysisOutcome]:
-    """Analyse the run together with up to ``limit - 1`` other completed runs still waiting for
-    analysis, each locked until its results are stored (``sync_runs.lock_unanalysed``).  Empty
-    when the run is analysed already or being analysed elsewhere.
+async def analyse_waiting(pool: asyncpg.Pool, run_ids: Sequence[int], limit: int) -> list[AnalysisOutcome]:
+    """Analyse those of the runs still waiting for analysis, together with other completed runs
+    waiting, up to ``limit`` runs; each is locked until its results are stored
+    (``sync_runs.lock_unanalysed``).  Empty when none of the runs waits any more: analysed
+    already, or being analysed elsewhere.
 
-    After a burst of syncs, the first message analyses a batch and the messages of the runs it
+    After a burst of syncs, the first message analyses a batch, and the messages of the runs it
     took find nothing to do: the fetch and the writes cost about half as much per run in a batch
     (docs/benchmarks.md, "Analytics recompute").  When the queue keeps up, a batch is one run.
     """
     async with pool.acquire() as conn, conn.transaction():
-        run_ids = await sync_runs.lock_unanalysed(conn, run_id, limit)
-        outcomes = await _analyse_runs(conn, run_ids, Phases())
+        locked = await sync_runs.lock_unanalysed(conn, run_ids, limit)
+        outcomes = await _analyse_runs(conn, locked, Phases())
     return [outcome for outcome in outcomes if outcome is not None]
 
 

@@ -213,13 +213,13 @@ async def test_an_analysis_takes_the_waiting_runs_along_and_skips_those_held_els
         assert await run_sync(pool, keyring, PipelineSettings(redis_url=None), run_ids[-1]) is not None
     a, b, c, d = run_ids
 
-    pair = await analyse_waiting(pool, b, limit=2)  # its own run first, then the oldest waiting
+    pair = await analyse_waiting(pool, [b], limit=2)  # its own run first, then the oldest waiting
     async with pool.acquire() as holder, holder.transaction():
-        assert await sync_runs.lock_unanalysed(holder, d, limit=1) == [d]
-        rest = await analyse_waiting(pool, c, limit=100)
-        held = await analyse_waiting(pool, d, limit=100)
-    after = await analyse_waiting(pool, d, limit=100)
-    again = await analyse_waiting(pool, a, limit=100)
+        assert await sync_runs.lock_unanalysed(holder, [d], limit=1) == [d]
+        rest = await analyse_waiting(pool, [c, d], limit=100)
+        held = await analyse_waiting(pool, [d], limit=100)
+    after = await analyse_waiting(pool, [d], limit=100)
+    again = await analyse_waiting(pool, [a, b], limit=100)
 
     assert [o.run_id for o in pair] == [b, a]
     assert [o.run_id for o in rest] == [c]  # d is held by the other transaction
