@@ -32,14 +32,15 @@ class Connection:
         return opened
 
 
-_SELECT = (
+# A connection's row as ``Connection`` reads it; ``sync_runs.claim`` reads it in its claim.
+SELECT = (
     "SELECT c.id, c.user_id, u.tenant_id, c.provider, c.status, c.settings, c.last_synced_at, c.tokens_sealed"
     " FROM connections c JOIN users u ON u.id = c.user_id"
 )
 
 
 async def load(conn: asyncpg.Connection, connection_id: int, *, for_update: bool = False) -> Connection | None:
-    row = await conn.fetchrow(_SELECT + " WHERE c.id = $1" + (" FOR UPDATE OF c" if for_update else ""), connection_id)
+    row = await conn.fetchrow(SELECT + " WHERE c.id = $1" + (" FOR UPDATE OF c" if for_update else ""), connection_id)
     return Connection(**dict(row)) if row else None
 
 

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from db import connections
+from db.connections import Connection
 from db.metrics import UpsertCounts
 
 
@@ -35,6 +37,14 @@ class SyncRun:
     attempts: int
     created_at: datetime
     scope: Scope | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed run and its connection (None: the connection was deleted)."""
+
+    run: SyncRun
+    connection: Connection | None
 
 
 async def create(conn: asyncpg.Connection, connection_id: int, trigger: str, scope: Scope | None = None) -> int:
@@ -72,30 +82,45 @@ async def widen(conn: asyncpg.Connection, run_id: int, scope: Scope) -> bool:
     return widened is not None
 
 
+# The claim, and the run's connection read in the same statement (c_id NULL: it was deleted).
+_CLAIM = f"""
+WITH run AS (
+    UPDATE sync_runs SET status = 'running', started_at = now(), attempts = attempts + 1, error = NULL,
+           claimed_by = $3
+     WHERE id = $1 AND (status = 'pending' OR (status = 'running'
+           AND (started_at < now() - $2::interval OR ($3::text IS NOT NULL AND claimed_by = $3))))
+    RETURNING id, connection_id, trigger, status, attempts, created_at, scope_start, scope_end, scope_only)
+SELECT run.*, c.id AS c_id, c.user_id, c.tenant_id, c.provider, c.status AS c_status, c.settings,
+       c.last_synced_at, c.tokens_sealed
+  FROM run LEFT JOIN ({connections.SELECT}) c ON c.id = run.connection_id
+"""
+
+
 async def claim(
     conn: asyncpg.Connection, run_id: int, stale_after: timedelta, claimant: str | None = None
-) -> SyncRun | None:
-    """Mark the run running and return it, or None when it is finished or another worker holds it.
+) -> Claimed | None:
+    """Mark the run running and return it with its connection, or None when it is finished or
+    another worker holds it.  One statement: the connection is read in the claim's round trip.
 
     ``claimant`` (the Dramatiq message id) may take back a run it left running itself: a retry
     of an attempt that failed while the database was unreachable, so nothing marked it pending.
     """
-    row = await conn.fetchrow(
-        "UPDATE sync_runs SET status = 'running', started_at = now(), attempts = attempts + 1, error = NULL,"
-        " claimed_by = $3"
-        " WHERE id = $1 AND (status = 'pending' OR (status = 'running'"
-        "   AND (started_at < now() - $2::interval OR ($3::text IS NOT NULL AND claimed_by = $3))))"
-        " RETURNING id, connection_id, trigger, status, attempts, created_at, scope_start, scope_end, scope_only",
-        run_id,
-        stale_after,
-        claimant,
-    )
+    row = await conn.fetchrow(_CLAIM, run_id, stale_after, claimant)
     if row is None:
         return None
-    found = dict(row)
-    start, end, only = found.pop("scope_start"), found.pop("scope_end"), found.pop("scope_only")
+    start, end, only = row["scope_start"], row["scope_end"], row["scope_only"]
     scoped = start is not None or only is not None
-    return SyncRun(**found, scope=Scope(start, end, frozenset(only) if only is not None else None) if scoped else None)
+    run = SyncRun(
+        row["id"], row["connection_id"], row["trigger"], row["status"], row["attempts"], row["created_at"],
+        Scope(start, end, frozenset(only) if only is not None else None) if scoped else None,
+    )  # fmt: skip
+    if row["c_id"] is None:  # the connection was deleted
+        return Claimed(run, None)
+    connection = Connection(
+        row["c_id"], row["user_id"], row["tenant_id"], row["provider"], row["c_status"], row["settings"],
+        row["last_synced_at"], row["tokens_sealed"],
+    )  # fmt: skip
+    return Claimed(run, connection)
 
 
 async def set_window(conn: asyncpg.Connection, run_id: int, start: datetime, end: datetime) -> None:

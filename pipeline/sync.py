@@ -81,11 +81,11 @@ async def run_sync(
     started = time.monotonic()
     logcontext.add(sync_run_id=run_id)
     async with pool.acquire() as conn:
-        run = await sync_runs.claim(conn, run_id, settings.stale_after, claimant)
-        if run is None:
+        claimed = await sync_runs.claim(conn, run_id, settings.stale_after, claimant)
+        if claimed is None:
             log.info("sync run %s is finished or held elsewhere; skipping", run_id)
             return None
-        connection = await connections.load(conn, run.connection_id)
+        run, connection = claimed.run, claimed.connection
         if connection is not None:
             logcontext.add(connection_id=connection.id, user_id=connection.user_id, provider=connection.provider)
         if connection is None or connection.status != "active":
