@@ -75,14 +75,6 @@ async def save_tokens(conn: asyncpg.Connection, keyring: Keyring, connection_id:
     )
 
 
-async def mark_synced(conn: asyncpg.Connection, connection_id: int, synced_at: datetime) -> None:
-    await conn.execute(
-        "UPDATE connections SET last_synced_at = GREATEST(last_synced_at, $2), updated_at = now() WHERE id = $1",
-        connection_id,
-        synced_at,
-    )
-
-
 async def set_status(conn: asyncpg.Connection, connection_id: int, status: str, reason: str | None) -> None:
     await conn.execute(
         "UPDATE connections SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1",

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from db import connections
+from db import connections, events
 from db.connections import Connection
 from db.metrics import UpsertCounts
 
@@ -130,16 +131,51 @@ async def set_window(conn: asyncpg.Connection, run_id: int, start: datetime, end
 # The attempt's duration, from the claim to now.
 _DURATION = "duration_ms = (extract(epoch FROM now() - started_at) * 1000)::integer"
 
+# A run's completion: its counts, the connection's last sync ($8 NULL leaves it), the audit row
+# and the ``sync.completed`` event, in one statement: one round trip, and all of it or none.
+# $1 and $2 are the tenant and the event type, as ``events.NOBODY_SUBSCRIBES`` expects.
+_COMPLETE = f"""
+WITH run AS (
+    UPDATE sync_runs SET status = 'completed', finished_at = now(), {_DURATION}, rows_received = $4,
+           rows_written = $5, rows_unchanged = $6, rows_invalid = $7
+     WHERE id = $3),
+synced AS (
+    UPDATE connections SET last_synced_at = GREATEST(last_synced_at, $9), updated_at = now() WHERE id = $8),
+audited AS (
+    INSERT INTO audit_events (tenant_id, actor, action, subject_type, subject_id, details)
+    VALUES ($1, 'pipeline', 'wearable_sync', 'sync_run', $3, $10))
+INSERT INTO events (tenant_id, type, payload, dispatched_at)
+VALUES ($1, $2, $11, CASE WHEN {events.NOBODY_SUBSCRIBES} THEN now() END)
+"""
 
-async def complete(conn: asyncpg.Connection, run_id: int, counts: UpsertCounts, received: int, invalid: int) -> None:
+
+async def complete(
+    conn: asyncpg.Connection,
+    run_id: int,
+    connection: Connection,
+    synced_at: datetime | None,
+    counts: UpsertCounts,
+    received: int,
+    invalid: int,
+    summary: dict[str, Any],
+) -> None:
+    """Complete the run and, in the same statement, record what goes with it: the connection's
+    ``last_synced_at`` moved up to ``synced_at`` (None leaves it), the audit row and the
+    ``sync.completed`` event, whose data is ``summary``.  One statement is one round trip, and
+    all of it is written or none."""
     await conn.execute(
-        f"UPDATE sync_runs SET status = 'completed', finished_at = now(), {_DURATION}, rows_received = $2,"
-        " rows_written = $3, rows_unchanged = $4, rows_invalid = $5 WHERE id = $1",
+        _COMPLETE,
+        connection.tenant_id,
+        events.SYNC_COMPLETED,
         run_id,
         received,
         counts.written,
         counts.unchanged,
         invalid,
+        connection.id if synced_at is not None else None,
+        synced_at,
+        summary,
+        events.envelope(events.SYNC_COMPLETED, summary),
     )
 
 

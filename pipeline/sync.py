@@ -94,44 +94,36 @@ async def run_sync(
             observed.SYNC_RUNS.labels(connection.provider if connection else "unknown", "skipped").inc()
             log.info("sync run %s skipped: %s", run_id, reason)
             return SyncOutcome(run_id, connection.user_id if connection else 0, "skipped")
-
-    provider = get_provider(connection.provider)
-    tokens = await _fresh_tokens(pool, keyring, provider, connection)
-    window = run_window(settings, connection, run, datetime.now(UTC))
-    async with pool.acquire() as conn:
+        provider = get_provider(connection.provider)
+        tokens = await _fresh_tokens(conn, keyring, provider, connection)
+        window = run_window(settings, connection, run, datetime.now(UTC))
+        # Stored before any reading is: the window of an attempt cut short tells what it may have written.
         await sync_runs.set_window(conn, run_id, window.start, window.end)
 
     try:
-        counts, received, invalid = await _store(pool, provider, tokens, window, connection, run_id)
+        counts, received, invalid, batch, session_batch = await _store(
+            pool, provider, tokens, window, connection, run_id
+        )
     except AccessTokenRejectedError:
         await _expire_tokens(pool, keyring, connection.id, tokens)
         raise
 
-    summary = {
-        "sync_run_id": run_id,
-        "connection_id": connection.id,
-        "user_id": connection.user_id,
-        "provider": connection.provider,
-        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
-        "rows_received": received,
-        "rows_written": counts.written,
-        "rows_unchanged": counts.unchanged,
-        "rows_invalid": invalid,
-    }
-    async with pool.acquire() as conn, conn.transaction():
-        if run.scope is None:  # a push's narrow run leaves the rest of the gap to the next full one
-            await connections.mark_synced(conn, connection.id, window.end)
-        await sync_runs.complete(conn, run_id, counts, received, invalid)
-        await audit.record(
-            conn,
-            tenant_id=connection.tenant_id,
-            actor="pipeline",
-            action="wearable_sync",
-            subject_type="sync_run",
-            subject_id=run_id,
-            details=summary,
-        )
-        await events.publish(conn, connection.tenant_id, events.SYNC_COMPLETED, summary)
+    async with pool.acquire() as conn:
+        counts += await _write(conn, connection, batch, session_batch)
+        summary = {
+            "sync_run_id": run_id,
+            "connection_id": connection.id,
+            "user_id": connection.user_id,
+            "provider": connection.provider,
+            "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+            "rows_received": received,
+            "rows_written": counts.written,
+            "rows_unchanged": counts.unchanged,
+            "rows_invalid": invalid,
+        }
+        # A push's narrow run leaves the rest of the gap to the next full one: no last sync moved.
+        synced_at = window.end if run.scope is None else None
+        await sync_runs.complete(conn, run_id, connection, synced_at, counts, received, invalid, summary)
     log.info(
         "sync run %s connection %s (%s): %d readings and sessions, %d new, %d updated, %d unchanged, %d invalid",
         run_id, connection.id, provider.id, received, counts.inserted, counts.updated, counts.unchanged, invalid,
@@ -143,8 +135,9 @@ async def run_sync(
 
 async def _store(
     pool: asyncpg.Pool, provider: Provider, tokens: dict[str, Any], window: Window, connection: Connection, run_id: int
-) -> tuple[UpsertCounts, int, int]:
-    """Fetch, validate and upsert in batches; returns the counts, readings received and invalid."""
+) -> tuple[UpsertCounts, int, int, list[Reading], list[Session]]:
+    """Fetch, validate and upsert each full batch; returns the counts, readings received and
+    invalid, and the last batches, not yet written: the caller writes them with the completion."""
     counts, received, invalid = UpsertCounts(), 0, 0
     batch: list[Reading] = []
     # Sessions go to their own table, so they batch on their own, at the same size.
@@ -164,33 +157,31 @@ async def _store(
         else:
             batch.append(item)
         if len(batch) >= BATCH_SIZE:
-            counts += await _write(pool, connection, batch, [])
+            async with pool.acquire() as conn:
+                counts += await _write(conn, connection, batch, [])
             batch = []
         if len(session_batch) >= BATCH_SIZE:
-            counts += await _write(pool, connection, [], session_batch)
+            async with pool.acquire() as conn:
+                counts += await _write(conn, connection, [], session_batch)
             session_batch = []
-    counts += await _write(pool, connection, batch, session_batch)
-    return counts, received, invalid
+    return counts, received, invalid, batch, session_batch
 
 
 async def _write(
-    pool: asyncpg.Pool, connection: Connection, batch: list[Reading], session_batch: list[Session]
+    conn: asyncpg.Connection, connection: Connection, batch: list[Reading], session_batch: list[Session]
 ) -> UpsertCounts:
     """Upsert each non-empty batch, one statement apiece; returns their counts added up."""
     counts = UpsertCounts()
-    if not batch and not session_batch:
-        return counts
     owner = (connection.user_id, connection.provider, connection.id)
-    async with pool.acquire() as conn:
-        if batch:
-            counts += await metrics.upsert(conn, *owner, batch)
-        if session_batch:
-            counts += await sessions.upsert(conn, *owner, session_batch)
+    if batch:
+        counts += await metrics.upsert(conn, *owner, batch)
+    if session_batch:
+        counts += await sessions.upsert(conn, *owner, session_batch)
     return counts
 
 
 async def _fresh_tokens(
-    pool: asyncpg.Pool, keyring: Keyring, provider: Provider, connection: Connection
+    conn: asyncpg.Connection, keyring: Keyring, provider: Provider, connection: Connection
 ) -> dict[str, Any]:
     """Unsealed tokens, refreshed first when they expire soon.
 
@@ -201,7 +192,7 @@ async def _fresh_tokens(
     tokens = connection.tokens(keyring)
     if not provider.needs_refresh(tokens):
         return tokens
-    async with pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         locked = await connections.load(conn, connection.id, for_update=True)
         tokens = locked.tokens(keyring) if locked else tokens
         if provider.needs_refresh(tokens):
