@@ -24,7 +24,7 @@ import redis
 
 from db.embedded import EmbeddedServices
 from db.migrate import migrate
-from db.pool import connect
+from db.pool import connect, create_pool
 from db.sealing import Keyring
 from pipeline import runtime
 from tests.fakes.oura import FakeOura
@@ -111,6 +111,17 @@ async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to a new database with every migration applied."""
     found = await connect(fresh_db)
     await migrate(found)
+    yield found
+    await found.close()
+
+
+@pytest.fixture
+async def fresh_pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a new database with every migration applied: for code that takes whatever
+    rows it finds (sweeps, jobs, waiting runs), away from the other tests' rows."""
+    found = await create_pool(fresh_db, max_size=4)
+    async with found.acquire() as conn:
+        await migrate(conn)
     yield found
     await found.close()
 

@@ -4,15 +4,12 @@ waiting for analysis go in one batch, and a run another transaction holds is lef
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import dramatiq
-import pytest
 
-from db import create_pool, sync_runs
-from db.migrate import migrate
+from db import sync_runs
 from db.sealing import Keyring
 from pipeline import runtime
 from pipeline.analytics import analyse_run, analyse_runs, analyse_waiting
@@ -190,20 +187,10 @@ async def test_a_weight_gain_raises_both_weight_alerts_and_bad_values_and_missin
     assert sorted(r["rule"] for r in rules) == ["weight-gain-day", "weight-gain-week"]
 
 
-@pytest.fixture
-async def own_pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    """A database of its own: ``analyse_waiting`` takes every waiting run it finds."""
-    found = await create_pool(fresh_db, max_size=4)
-    async with found.acquire() as conn:
-        await migrate(conn)
-    yield found
-    await found.close()
-
-
 async def test_an_analysis_takes_the_waiting_runs_along_and_skips_those_held_elsewhere(
-    own_pool: asyncpg.Pool, keyring: Keyring, workdir: Path
+    fresh_pool: asyncpg.Pool, keyring: Keyring, workdir: Path
 ) -> None:
-    pool, run_ids = own_pool, []
+    pool, run_ids = fresh_pool, []
     for tenant in ("wait-a", "wait-b", "wait-c", "wait-d"):
         _, _, connection_id, _ = await make_patient(
             pool, keyring, tenant=tenant, alert_file=workdir / "a", anomalies=[TACHYCARDIA]

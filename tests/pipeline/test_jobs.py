@@ -6,7 +6,6 @@ reports are built once per user and week."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -14,9 +13,8 @@ import asyncpg
 import dramatiq
 import pytest
 
-from db import cleanup, create_pool, tenants
+from db import cleanup, tenants
 from db import reports as stored_reports
-from db.migrate import migrate
 from pipeline import jobs, runtime
 from pipeline.settings import PipelineSettings
 from tests.helpers import eventually
@@ -25,15 +23,6 @@ SETTINGS = PipelineSettings(redis_url=None)
 # A Sunday cleanup slot, and the readings' retention boundary 90 days before it.
 SUNDAY = datetime(2030, 1, 6, 4, tzinfo=UTC)
 RETAINED_FROM = SUNDAY - timedelta(days=90)
-
-
-@pytest.fixture
-async def fresh_pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_db, max_size=4)
-    async with pool.acquire() as conn:
-        await migrate(conn)
-    yield pool
-    await pool.close()
 
 
 async def _patient(conn: asyncpg.Connection, tenant: str, timezone: str = "UTC") -> int:

@@ -4,7 +4,6 @@ however many clocks tick, missed slots coalesce, and a failing job does not stop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,7 +11,6 @@ import pytest
 
 from db import create_pool, schedule
 from db.env import SettingError
-from db.migrate import migrate
 from pipeline.scheduler import MAX_SLEEP, OVERSLEEP, Clock, Job, cron, every, previous_fire_time
 from pipeline.settings import PipelineSettings
 from tests.helpers import eventually
@@ -55,26 +53,17 @@ class Calls:
         return [self.job("quarter", QUARTER), self.job("daily", "0 3 * * *"), self.job("weekly", "0 4 * * sun")]
 
 
-@pytest.fixture
-async def slots_pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_db, max_size=4)
-    async with pool.acquire() as conn:
-        await migrate(conn)
-    yield pool
-    await pool.close()
-
-
 async def _slots(pool: asyncpg.Pool) -> list[tuple[str, datetime]]:
     rows = await pool.fetch("SELECT job, slot FROM scheduler_slots ORDER BY job, slot")
     return [(r["job"], r["slot"]) for r in rows]
 
 
 async def test_two_clocks_fire_each_slot_once_across_the_daily_and_the_weekly_slot(
-    slots_pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
 ) -> None:
     time = FakeTime(SATURDAY)
     calls = Calls()
-    clocks = [Clock(slots_pool, calls.jobs(), now=time, name=name) for name in ("a", "b")]
+    clocks = [Clock(fresh_pool, calls.jobs(), now=time, name=name) for name in ("a", "b")]
 
     fired = []
     while time.now <= at(6, 4, 10):
@@ -90,24 +79,24 @@ async def test_two_clocks_fire_each_slot_once_across_the_daily_and_the_weekly_sl
     assert quarters[-1] == ("quarter", at(6, 4))
     assert sorted(calls.ran) == expected
     assert sorted((f.job, f.slot) for f in fired) == expected
-    assert await _slots(slots_pool) == expected
-    assert await slots_pool.fetchval("SELECT count(*) FROM scheduler_slots WHERE outcome <> 'ok'") == 0
+    assert await _slots(fresh_pool) == expected
+    assert await fresh_pool.fetchval("SELECT count(*) FROM scheduler_slots WHERE outcome <> 'ok'") == 0
 
 
 async def test_a_restart_after_downtime_fires_only_the_latest_missed_slot_and_never_one_already_run(
-    slots_pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
 ) -> None:
     time = FakeTime(at(7, 2))  # Monday
     calls = Calls()
-    await Clock(slots_pool, calls.jobs(), now=time, name="before").tick()
+    await Clock(fresh_pool, calls.jobs(), now=time, name="before").tick()
 
     time.now = at(10, 10, 7)  # Thursday: three daily slots and hundreds of quarters went by
-    restarted = Clock(slots_pool, calls.jobs(), now=time, name="after")
+    restarted = Clock(fresh_pool, calls.jobs(), now=time, name="after")
     await restarted.tick()
     time.now = at(10, 10, 8)
     await restarted.tick()
     # Restarted again inside the same slots: nothing is due that has not run.
-    assert await Clock(slots_pool, calls.jobs(), now=time, name="again").tick() == []
+    assert await Clock(fresh_pool, calls.jobs(), now=time, name="again").tick() == []
 
     assert sorted(calls.ran) == [
         ("daily", at(6, 3)),
@@ -116,13 +105,13 @@ async def test_a_restart_after_downtime_fires_only_the_latest_missed_slot_and_ne
         ("quarter", at(10, 10)),
         ("weekly", at(6, 4)),
     ]
-    assert await _slots(slots_pool) == sorted(calls.ran)
+    assert await _slots(fresh_pool) == sorted(calls.ran)
 
 
-async def test_a_failing_job_records_its_error_and_its_next_slot_still_fires(slots_pool: asyncpg.Pool) -> None:
+async def test_a_failing_job_records_its_error_and_its_next_slot_still_fires(fresh_pool: asyncpg.Pool) -> None:
     time = FakeTime(at(7, 3))
     calls = Calls(failing={at(7, 3)})
-    clock = Clock(slots_pool, [calls.job("daily", "0 3 * * *")], now=time, name="a")
+    clock = Clock(fresh_pool, [calls.job("daily", "0 3 * * *")], now=time, name="a")
 
     [failed] = await clock.tick()
     time.now = at(8, 3)
@@ -130,17 +119,17 @@ async def test_a_failing_job_records_its_error_and_its_next_slot_still_fires(slo
 
     assert (failed.slot, failed.error) == (at(7, 3), "RuntimeError: provider down")
     assert (succeeded.slot, succeeded.error) == (at(8, 3), None)
-    rows = await slots_pool.fetch("SELECT slot, outcome, error, finished_at FROM scheduler_slots ORDER BY slot")
+    rows = await fresh_pool.fetch("SELECT slot, outcome, error, finished_at FROM scheduler_slots ORDER BY slot")
     assert [(r["slot"], r["outcome"], r["error"]) for r in rows] == [
         (at(7, 3), "error", "RuntimeError: provider down"),
         (at(8, 3), "ok", None),
     ]
-    async with slots_pool.acquire() as conn:
+    async with fresh_pool.acquire() as conn:
         [latest] = await schedule.latest(conn)
     assert (latest.job, latest.slot, latest.outcome, latest.claimed_by) == ("daily", at(8, 3), "ok", "a")
 
 
-async def test_run_fires_a_slot_once_sleeps_until_the_next_and_fires_that(slots_pool: asyncpg.Pool) -> None:
+async def test_run_fires_a_slot_once_sleeps_until_the_next_and_fires_that(fresh_pool: asyncpg.Pool) -> None:
     time = FakeTime(at(7, 3) + timedelta(seconds=10))
     calls = Calls()
     sleeps: list[float] = []
@@ -155,7 +144,7 @@ async def test_run_fires_a_slot_once_sleeps_until_the_next_and_fires_that(slots_
     async def fired_twice() -> bool:
         return len(calls.ran) == 2
 
-    clock = Clock(slots_pool, [calls.job("reconcile", timedelta(seconds=30))], now=time, sleep=sleep)
+    clock = Clock(fresh_pool, [calls.job("reconcile", timedelta(seconds=30))], now=time, sleep=sleep)
     running = asyncio.create_task(clock.run())
     try:
         await eventually(looped, what="five turns of the loop")
@@ -171,8 +160,8 @@ async def test_run_fires_a_slot_once_sleeps_until_the_next_and_fires_that(slots_
     assert calls.ran == [("reconcile", at(7, 3)), ("reconcile", at(7, 3) + timedelta(seconds=30))]
 
 
-async def test_a_clock_sleeps_until_the_next_slot_but_never_longer_than_its_cap(slots_pool: asyncpg.Pool) -> None:
-    clock = Clock(slots_pool, Calls().jobs(), now=FakeTime(at(5, 2, 59) + timedelta(seconds=50)))
+async def test_a_clock_sleeps_until_the_next_slot_but_never_longer_than_its_cap(fresh_pool: asyncpg.Pool) -> None:
+    clock = Clock(fresh_pool, Calls().jobs(), now=FakeTime(at(5, 2, 59) + timedelta(seconds=50)))
     assert [clock.seconds_to_next(job) for job in clock.jobs] == [10 + OVERSLEEP, 10 + OVERSLEEP, MAX_SLEEP]
 
 
