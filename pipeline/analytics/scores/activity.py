@@ -49,7 +49,11 @@ def score_activity(
 ) -> Score:
     """Activity = 0.5·Steps + 0.5·MVPA (§4.2).  One part alone counts with weight 1 (partial);
     None with neither ``steps`` on ``day`` nor a complete 7-day MVPA window."""
-    steps, mvpa = _on(daily, "steps", day), weekly_mvpa(day, moderate, vigorous)
+    return _activity(day, _on(daily, "steps", day), weekly_mvpa(day, moderate, vigorous), age)
+
+
+def _activity(day: date, steps: float | None, mvpa: float | None, age: int | None) -> Score:
+    """``score_activity`` from the day's steps and the week's MVPA minutes (None when missing)."""
     value, contributors = _blend(
         {
             "steps": _Part(

@@ -37,10 +37,17 @@ def score_cardio(daily: DailyData, day: date, bp_category: str | None = None) ->
     ``bp_category`` (one of BP_POINTS).  None when neither part is available.
     Raises ValueError for an unknown ``bp_category``.
     """
-    if bp_category is not None and bp_category not in BP_POINTS:
-        raise ValueError(f"bp_category must be one of {', '.join(BP_POINTS)}")
     rhr = _on(daily, "resting_heart_rate", day)
     systolic, diastolic = _on(daily, "blood_pressure_systolic", day), _on(daily, "blood_pressure_diastolic", day)
+    return _cardio(day, rhr, systolic, diastolic, bp_category)
+
+
+def _cardio(
+    day: date, rhr: float | None, systolic: float | None, diastolic: float | None, bp_category: str | None
+) -> Score:
+    """``score_cardio`` from the day's values (None when missing).  Raises as score_cardio does."""
+    if bp_category is not None and bp_category not in BP_POINTS:
+        raise ValueError(f"bp_category must be one of {', '.join(BP_POINTS)}")
     category, source = bp_category, None if bp_category is None else "given"
     if systolic is not None and diastolic is not None:
         category, source = bp_category_of(systolic, diastolic), "readings"

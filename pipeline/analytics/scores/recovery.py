@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -61,6 +61,24 @@ def score_recovery(daily: DailyData, day: date, age: int | None = None) -> Score
     return _recovery(daily, day, age, lambda: _tonight(daily, day, age))
 
 
+class Baseline(NamedTuple):
+    """A robust baseline: how many days it has, its median and its scale (1.4826·MAD, floored)."""
+
+    days: int
+    median: float
+    scale: float
+
+
+def baseline_of(values: Values, floor: float) -> Baseline:
+    """The Baseline of a non-empty window, as ``robust_z`` takes it."""
+    _, median, scale = robust_z(0.0, values, floor)
+    return Baseline(len(values), median, scale)
+
+
+# A recovery part: the day's value, its baseline and its unit.
+Inputs = dict[str, tuple[float, Baseline, str]]
+
+
 def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[], Composite | None]) -> Score:
     """``score_recovery``, with the night's sleep score from ``tonight``: compute_scores has it
     already, and it is read only after the checks that need no sleep, as before."""
@@ -68,40 +86,57 @@ def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[]
     hrv, hrv_values = _history(daily, "hrv_rmssd", day)
     hrv = hrv if hrv is not None and hrv > 0 else None
     rhr, rhr_values = _history(daily, "resting_heart_rate", day)
+    hrv_values = np.log(hrv_values[hrv_values > 0])
+
+    def inputs(hrv: float, rhr: float) -> Inputs:
+        found: Inputs = {
+            "hrv": (math.log(hrv), baseline_of(hrv_values, SCALE_FLOOR["hrv"]), "ln ms"),
+            "rhr": (rhr, baseline_of(rhr_values, SCALE_FLOOR["rhr"]), "bpm"),
+        }
+        night = tonight()
+        history = _window_scores(daily, day_number(day) - BASELINE_DAYS, day_number(day), age)
+        if night is not None and len(history) >= MIN_BASELINE_DAYS:
+            found["sleep"] = (night.value, baseline_of(history, SCALE_FLOOR["sleep"]), "points")
+        return found
+
+    return _recovery_of(day, hrv, rhr, (len(hrv_values), len(rhr_values)), inputs)
+
+
+def _recovery_of(
+    day: date,
+    hrv: float | None,
+    rhr: float | None,
+    baseline_days: tuple[int, int],
+    inputs: Callable[[float, float], Inputs],
+) -> Score:
+    """The recovery Score from the day's positive RMSSD and RHR (None when missing), the number of
+    baseline days of each, and ``inputs``: the parts with their baselines, asked for only once the
+    day and the baselines' lengths pass the checks (scoring a window of nights can raise)."""
     if hrv is None or rhr is None:
         missing = [m for m, v in (("hrv_rmssd", hrv), ("resting_heart_rate", rhr)) if v is None]
         return Score("recovery", day, None, {}, f"needs {' and '.join(missing)} on {day}")
-    hrv_values = np.log(hrv_values[hrv_values > 0])
-    counts = {"hrv_rmssd": len(hrv_values), "resting_heart_rate": len(rhr_values)}
+    counts = dict(zip(("hrv_rmssd", "resting_heart_rate"), baseline_days, strict=True))
     if min(counts.values()) < MIN_BASELINE_DAYS:
         have = ", ".join(f"{m} {n}" for m, n in counts.items())
         reason = f"needs {MIN_BASELINE_DAYS} baseline days of hrv_rmssd and resting_heart_rate in the"
         return Score("recovery", day, None, {}, f"{reason} {BASELINE_DAYS} days before {day} (has {have})")
 
-    inputs: dict[str, tuple[float, Values, str]] = {
-        "hrv": (math.log(hrv), hrv_values, "ln ms"),
-        "rhr": (rhr, rhr_values, "bpm"),
-    }
-    night = tonight()
-    history = _window_scores(daily, day_number(day) - BASELINE_DAYS, day_number(day), age)
-    if night is not None and len(history) >= MIN_BASELINE_DAYS:
-        inputs["sleep"] = (night.value, history, "points")
-
+    parts = inputs(hrv, rhr)
     contributors: dict[str, Any] = {}
     composite, squares = 0.0, 0.0
     for name, weight in RECOVERY_WEIGHTS.items():
-        if name not in inputs:
+        if name not in parts:
             contributors[name] = {"input": None, "z": None, "weight": 0.0, "nominal_weight": weight}
             continue
-        value, baseline, unit = inputs[name]
-        z, median, scale = robust_z(value, baseline, SCALE_FLOOR[name])
+        value, (days, median, scale), unit = parts[name]
+        z = (value - median) / scale
         composite, squares = composite + weight * z, squares + weight**2
         contributors[name] = {
             "input": round(value, 4),
             "unit": unit,
             "baseline_median": round(median, 4),
             "baseline_scale": round(scale, 4),
-            "baseline_days": len(baseline),
+            "baseline_days": days,
             "z": round(z, 3),
             "weight": weight,
             "nominal_weight": weight,
@@ -113,6 +148,6 @@ def _recovery(daily: DailyData, day: date, age: int | None, tonight: Callable[[]
         "composite": round(composite, 4),
         "divisor": divisor,
         "band": recovery_band(value),
-        "partial": len(inputs) < len(RECOVERY_WEIGHTS),
+        "partial": len(parts) < len(RECOVERY_WEIGHTS),
     }
     return Score("recovery", day, value, contributors)
