@@ -23,6 +23,7 @@ __all__ = [
     "RECOVERY_WEIGHTS",
     "SCALE_FLOOR",
     "Score",
+    "ScoreInput",
     "SleepNight",
     "ValuedScore",
     "band_points",
@@ -30,6 +31,7 @@ __all__ = [
     "cardio",
     "clip01",
     "compute_scores",
+    "compute_scores_many",
     "duration_points",
     "efficiency_points",
     "latency_points",
@@ -54,24 +56,48 @@ __all__ = [
 ]
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
+from functools import partial
+from typing import NamedTuple
 
-from pipeline.analytics.scores.activity import mvpa_points, score_activity, steps_points, steps_target, weekly_mvpa
+import numpy as np
+
+from pipeline.analytics.findings import day_number
+from pipeline.analytics.scores import batch
+from pipeline.analytics.scores.activity import (
+    _activity,
+    mvpa_points,
+    score_activity,
+    steps_points,
+    steps_target,
+    weekly_mvpa,
+)
 from pipeline.analytics.scores.base import Composite, Score, ValuedScore, _blend, _input, _Part, _r, _score, clip01
-from pipeline.analytics.scores.cardio import BP_POINTS, bp_category_of, cardio, rhr_points, score_cardio
+from pipeline.analytics.scores.cardio import (
+    BP_POINTS,
+    _cardio,
+    bp_category_of,
+    cardio,
+    rhr_points,
+    score_cardio,
+)
 from pipeline.analytics.scores.recovery import (
     BASELINE_DAYS,
     MIN_BASELINE_DAYS,
     RECOVERY_WEIGHTS,
     SCALE_FLOOR,
+    Baseline,
+    Inputs,
     _recovery,
+    _recovery_of,
     phi,
     recovery_band,
     robust_z,
     score_recovery,
 )
 from pipeline.analytics.scores.sleep import (
+    _NIGHT_METRICS,
     SleepNight,
     _sleep_of,
     _tonight,
@@ -115,6 +141,18 @@ def score_overall(day: date, domains: Mapping[str, Score]) -> Score:
     return _score("overall", day, value if len(have) >= 3 else None, contributors, reason)
 
 
+class ScoreInput(NamedTuple):
+    """One user's arguments to ``compute_scores``, for ``compute_scores_many``."""
+
+    daily: DailyData
+    day: date
+    age: int | None = None
+    gri: float | None = None
+    moderate_minutes: DailySeries | None = None
+    vigorous_minutes: DailySeries | None = None
+    bp_category: str | None = None
+
+
 def compute_scores(
     daily: DailyData,
     day: date,
@@ -131,12 +169,105 @@ def compute_scores(
     recovery baseline and the 7-day MVPA window.  ``gri`` comes from the CGM engine.
     Raises ValueError for an unknown ``bp_category`` or an invalid ``gri``.
     """
+    user = ScoreInput(daily, day, age, gri, moderate_minutes, vigorous_minutes, bp_category)
+    return compute_scores_many([user])[0]
+
+
+# The metrics read on each user's day, and over the baseline window for recovery.
+_DAY_METRICS = (
+    *_NIGHT_METRICS,
+    "steps",
+    "resting_heart_rate",
+    "hrv_rmssd",
+    "blood_pressure_systolic",
+    "blood_pressure_diastolic",
+)
+
+
+def compute_scores_many(users: Sequence[ScoreInput]) -> list[dict[str, Score]]:
+    """``compute_scores`` of each user, in order, with the day's values and the recovery baselines
+    of all of them read and computed together as arrays (``batch``): the same scores.
+
+    Raises what ``compute_scores`` raises for the first user it raises for.
+    """
+    if not users:
+        return []
+    ends = np.array([day_number(user.day) for user in users], dtype=np.int64)
+    grids = batch.grids([user.daily for user in users], ends, _DAY_METRICS)
+    nights = batch.sleep_grids(grids)
+    alone = batch.unusual(nights).tolist()
+    on_day = {metric: _present(values[:, batch.TODAY].tolist()) for metric, values in grids.items()}
+    hrv_days = batch.hrv_baselines(grids["hrv_rmssd"])
+    rhr_days = batch.baselines(grids["resting_heart_rate"][:, : batch.TODAY], SCALE_FLOOR["rhr"])
+    sleep_days = batch.nightly_baselines(nights, [user.age for user in users])
+    found = []
+    for i, user in enumerate(users):
+        if alone[i]:
+            found.append(_scores_of(user))
+            continue
+        day, age = user.day, user.age
+        duration, *others = (on_day[metric][i] for metric in _NIGHT_METRICS)
+        tonight = None if duration is None else sleep_score(SleepNight(duration, *others), age)
+        night = None if tonight is None or sleep_days.days[i] < MIN_BASELINE_DAYS else tonight.value
+        hrv = on_day["hrv_rmssd"][i]
+        scores = {
+            "sleep": _sleep_of(day, tonight),
+            "activity": _activity(
+                day, on_day["steps"][i], weekly_mvpa(day, user.moderate_minutes, user.vigorous_minutes), age
+            ),
+            "cardio": _cardio(
+                day,
+                on_day["resting_heart_rate"][i],
+                on_day["blood_pressure_systolic"][i],
+                on_day["blood_pressure_diastolic"][i],
+                user.bp_category,
+            ),
+            "recovery": _recovery_of(
+                day,
+                hrv if hrv is not None and hrv > 0 else None,
+                on_day["resting_heart_rate"][i],
+                (hrv_days.days[i], rhr_days.days[i]),
+                partial(_recovery_inputs, hrv_days, rhr_days, sleep_days, i, night),
+            ),
+            "glycemic": score_glycemic(day, user.gri),
+        }
+        found.append(scores | {"overall": score_overall(day, scores)})
+    return found
+
+
+def _present(values: list[float]) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values]
+
+
+def _recovery_inputs(
+    hrv_days: batch.Baselines,
+    rhr_days: batch.Baselines,
+    sleep_days: batch.Baselines,
+    i: int,
+    night: float | None,
+    hrv: float,
+    rhr: float,
+) -> Inputs:
+    """User ``i``'s recovery parts, from the batch's baselines."""
+    found: Inputs = {
+        "hrv": (math.log(hrv), Baseline(hrv_days.days[i], hrv_days.median[i], hrv_days.scale[i]), "ln ms"),
+        "rhr": (rhr, Baseline(rhr_days.days[i], rhr_days.median[i], rhr_days.scale[i]), "bpm"),
+    }
+    if night is not None:
+        found["sleep"] = (night, Baseline(sleep_days.days[i], sleep_days.median[i], sleep_days.scale[i]), "points")
+    return found
+
+
+def _scores_of(user: ScoreInput) -> dict[str, Score]:
+    """``compute_scores`` of one user with the per-user functions: for a user with a night the
+    batch does not score (``batch.unusual``), so the error raised is SleepNight's own."""
+    daily, day, age = user.daily, user.day, user.age
     tonight = _tonight(daily, day, age)
     found = {
         "sleep": _sleep_of(day, tonight),
-        "activity": score_activity(daily, day, age, moderate_minutes, vigorous_minutes),
-        "cardio": score_cardio(daily, day, bp_category),
+        "activity": score_activity(daily, day, age, user.moderate_minutes, user.vigorous_minutes),
+        "cardio": score_cardio(daily, day, user.bp_category),
         "recovery": _recovery(daily, day, age, lambda: tonight),
-        "glycemic": score_glycemic(day, gri),
+        "glycemic": score_glycemic(day, user.gri),
     }
     return found | {"overall": score_overall(day, found)}

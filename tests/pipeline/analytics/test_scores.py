@@ -526,3 +526,79 @@ def test_a_baseline_window_scores_the_nights_nightly_scores_does() -> None:
     data["sleep_deep"] = DailySeries(duration.days, np.where(np.arange(len(duration)) == len(duration) - 5, -3.0, 60.0))
     with pytest.raises(ValueError, match="deep_min must be a finite number"):
         scores.sleep._window_scores(data, first, first + 60, None)
+
+
+# --- Scoring a batch of users ---
+
+
+SLEEP_METRICS = ("sleep_duration", "sleep_efficiency", "sleep_latency", "sleep_waso", "sleep_rem", "sleep_deep")
+BP_METRICS = ("blood_pressure_systolic", "blood_pressure_diastolic")
+
+
+def random_user(rng: np.random.Generator, day: date, metrics: tuple[str, ...], days: int) -> dict[str, DailySeries]:
+    """``days`` days up to ``day`` of each metric at its usual level, about one day in six missing."""
+    levels = {
+        "sleep_duration": (445, 60), "sleep_efficiency": (86, 6), "sleep_latency": (20, 12), "sleep_waso": (35, 20),
+        "sleep_rem": (95, 25), "sleep_deep": (80, 20), "hrv_rmssd": (45, 10), "resting_heart_rate": (62, 4),
+        "steps": (8000, 3000), "blood_pressure_systolic": (125, 15), "blood_pressure_diastolic": (80, 10),
+    }  # fmt: skip
+    data = {}
+    for metric in metrics:
+        mean, spread = levels[metric]
+        kept = [i for i in range(days) if i == 0 or rng.random() > 1 / 6]
+        values = np.maximum(0.0, rng.normal(mean, spread, len(kept)).round(1))
+        data[metric] = DailySeries.of(
+            {(day - timedelta(days=i)).isoformat(): float(v) for i, v in zip(kept, values, strict=True)}
+        )
+    return data
+
+
+def mixed_batch() -> list[scores.ScoreInput]:
+    rng = np.random.default_rng(42)
+    every = (*SLEEP_METRICS, "hrv_rmssd", "resting_heart_rate", "steps", *BP_METRICS)
+    batch = [
+        scores.ScoreInput(recovery_data(), DAY, 40, 12.5),  # everything at the baseline, with CGM
+        scores.ScoreInput(recovery_data(days=20), DAY),  # too short a baseline
+        scores.ScoreInput(recovery_data(sleep=False), DAY, 70),  # recovery without sleep
+        scores.ScoreInput({}, DAY),  # no data: every domain has a reason
+        scores.ScoreInput({"steps": on(DAY, 9000.0)}, DAY, 65, None, bp_category="stage_1"),
+        scores.ScoreInput({"sleep_duration": on(DAY, 0.0), "sleep_rem": on(DAY, 0.0)}, DAY),  # no stage percent
+    ]
+    for i in range(24):
+        metrics = tuple(m for m in every if rng.random() < 0.8)
+        day = DAY - timedelta(days=int(rng.integers(0, 40)))  # each user's own day and window
+        age = [None, 30, 64, 65, 80][i % 5]
+        gri = None if i % 3 else float(rng.uniform(0, 120))
+        batch.append(scores.ScoreInput(random_user(rng, day, metrics, int(rng.integers(10, 100))), day, age, gri))
+    return batch
+
+
+def test_a_batch_scores_each_user_as_the_domains_score_that_user_alone() -> None:
+    batch = mixed_batch()
+    found = scores.compute_scores_many(batch)
+    assert len(found) == len(batch)
+    for user, got in zip(batch, found, strict=True):
+        daily, day, age = user.daily, user.day, user.age
+        alone = {
+            "sleep": scores.score_sleep(daily, day, age),
+            "activity": scores.score_activity(daily, day, age, user.moderate_minutes, user.vigorous_minutes),
+            "cardio": scores.score_cardio(daily, day, user.bp_category),
+            "recovery": scores.score_recovery(daily, day, age),
+            "glycemic": scores.score_glycemic(day, user.gri),
+        }
+        assert got == alone | {"overall": scores.score_overall(day, alone)}
+        assert got == compute_scores(daily, day, age=age, gri=user.gri, bp_category=user.bp_category)
+    values = {domain: [s[domain].value is not None for s in found] for domain in DOMAINS}
+    # The batch holds users with and without a value in every domain, and recoveries with and without sleep.
+    assert all(any(have) and not all(have) for have in values.values())
+    recoveries = [s["recovery"].contributors for s in found if s["recovery"].value is not None]
+    assert {r["partial"] for r in recoveries} == {True, False}
+
+
+def test_a_batch_refuses_a_bad_night_as_one_user_does() -> None:
+    bad = recovery_data()
+    bad["sleep_efficiency"] = with_today(days_before([88.0] * 29 + [-3.0]), 88)
+    with pytest.raises(ValueError, match="efficiency must be a finite number ≥ 0"):
+        compute_scores(bad, DAY)
+    with pytest.raises(ValueError, match="efficiency must be a finite number ≥ 0"):
+        scores.compute_scores_many([scores.ScoreInput(recovery_data(), DAY), scores.ScoreInput(bad, DAY)])
