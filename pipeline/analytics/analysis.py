@@ -24,7 +24,7 @@ from pipeline.analytics.columns import ReadingColumns
 from pipeline.analytics.correlations import Correlation
 from pipeline.analytics.correlations.stack import correlate_many
 from pipeline.analytics.findings import Finding
-from pipeline.analytics.scores import Score, compute_scores
+from pipeline.analytics.scores import Score, ScoreInput, compute_scores_many
 from pipeline.analytics.series import DailyData, median_of
 from pipeline.analytics.thresholds import DEFAULT, Thresholds
 
@@ -117,7 +117,21 @@ def analyse_many(
             end = np.datetime64(found[2].latest, "D")
             matrices.append(found[2].matrix(end - (CORRELATION_DAYS - 1), end, without=("glucose",)))
     correlations = iter(correlate_many(matrices, min_pairs=min_pairs, max_q=max_q))
-    return [None if found is None else _analyse(*found, next(correlations)) for found in prepared]
+    # The scores of the batch's users are computed together too, and need each user's GRI first.
+    cgms = [None if found is None else _cgm_of(found[1]) for found in prepared]
+    scores = iter(
+        compute_scores_many(
+            [
+                ScoreInput(found[3], found[2].latest, found[0].age, cgm.gri if cgm and cgm.sufficient else None)
+                for found, cgm in zip(prepared, cgms, strict=True)
+                if found is not None
+            ]
+        )
+    )
+    return [
+        None if found is None else _analyse(*found, next(correlations), cgm, next(scores))
+        for found, cgm in zip(prepared, cgms, strict=True)
+    ]
 
 
 def _analyse(
@@ -126,6 +140,8 @@ def _analyse(
     daily: aggregates.Daily,
     means: DailyData,
     correlations: list[Correlation],
+    cgm: CgmMetrics | None,
+    scores: dict[str, Score],
 ) -> Analysis:
     thresholds = subject.thresholds or DEFAULT
     today = subject.today
@@ -133,9 +149,6 @@ def _analyse(
     end = np.datetime64(latest, "D")
 
     glucose = columns.of("glucose")
-    cgm = _cgm(*glucose) if glucose[0].size else None
-    scores = compute_scores(means, latest, age=subject.age, gri=cgm.gri if cgm and cgm.sufficient else None)
-
     continuous = _is_cgm(glucose[0])
     differ = daily.low != daily.high
     several = daily.count > 1
@@ -180,6 +193,11 @@ def _is_cgm(seconds: Floats) -> bool:
     if len(seconds) < 3:
         return False
     return median_of(np.diff(np.sort(seconds))) <= 15 * 60
+
+
+def _cgm_of(columns: ReadingColumns) -> CgmMetrics | None:
+    glucose = columns.of("glucose")
+    return _cgm(*glucose) if glucose[0].size else None
 
 
 def _cgm(seconds: Floats, values: Floats) -> CgmMetrics | None:
