@@ -10,11 +10,11 @@ time (100, as the reconciler's ``analyse_many`` messages carry them): one query 
 for their users' 90 days as packed binary numbers per user and metric (times and values, each
 metric one bytea of each), every engine on each user (aggregates, correlations with q ≤ 0.05
 kept, scores, clinical and baseline anomalies, as ``analyse``; ``analyse_many`` runs the daily
-aggregates and the correlations of the batch's users together), then one transaction that writes
-what the actor writes, a statement per kind of row: the window's daily stats, the correlations,
-the scores and CGM summaries, ``score.updated``, the alerts with their events, and the runs
-marked analysed.  After the timed run, ``--single`` more users (200) go one run a call, the path
-of one ``analyse`` message after each sync, for the per-user comparison.
+aggregates, the correlations and the scores of the batch's users together), then one transaction
+that writes what the actor writes, a statement per kind of row: the window's daily stats, the
+correlations, the scores and CGM summaries, ``score.updated``, the alerts with their events, and
+the runs marked analysed.  After the timed run, ``--single`` more users (200) go one run a call,
+the path of an analytics message that finds its run alone, for the per-user comparison.
 
 The baseline, measured in the same run on the same users after ours, is the seed's way of
 correlating: one ``scipy.stats.spearmanr`` call per user on the same 90 × 30 matrix of daily

@@ -6,7 +6,8 @@ N simulated users (default 5,000) each have a simulator connection with 90 days 
 simulator's 8 daily metrics, seeded with COPY) and an injected anomaly for today (resting heart
 rate 118).  A round creates one ``scheduled`` sync run per user, as a sweep does, and sends every
 ``sync`` message at once: a backlog of N.  Each message then runs the real chain: ``sync`` (the
-simulator's readings and sessions for today, upserted), ``analyse`` (the user's 90 days; aggregates,
+simulator's readings and sessions for today, upserted), ``analyse`` (the runs the sync worker
+completed within 50 ms, with other runs waiting, as one batch: the users' 90 days; aggregates,
 correlations, scores, clinical and baseline anomalies; alerts), ``notify`` (routing through a
 tenant-wide rule to a console channel that appends JSON lines to a file) and, when an event waits
 for a webhook endpoint, ``dispatch_events`` (this tenant has none, so its events are stored
