@@ -3,7 +3,7 @@
 ``analysis.analyse`` does the maths with no I/O; ``analyse_runs`` feeds it the last 90 days of
 each run's user and stores what it found, and ``analyse_run`` is a batch of one.  Re-running it
 changes nothing: results are upserted or replaced, and alerts are deduplicated by (rule, user,
-metric, day).  ``analyse_waiting`` is the actor's path after a sync: the run, and the other runs
+metric, day).  ``analyse_waiting`` is the actors' path: the runs a message names, and others
 waiting for analysis by then, as one batch.
 """
 
@@ -87,9 +87,10 @@ async def analyse_waiting(pool: asyncpg.Pool, run_ids: Sequence[int], limit: int
     (``sync_runs.lock_unanalysed``).  Empty when none of the runs waits any more: analysed
     already, or being analysed elsewhere.
 
-    After a burst of syncs, the first message analyses a batch, and the messages of the runs it
-    took find nothing to do: the fetch and the writes cost about half as much per run in a batch
-    (docs/benchmarks.md, "Analytics recompute").  When the queue keeps up, a batch is one run.
+    After a burst of syncs, a message takes the runs waiting besides its own, and the messages of
+    the runs it took find nothing to do: the fetch and the writes cost a fraction as much per run
+    in a batch (docs/benchmarks.md, "Analytics recompute").  When analytics keeps up, a batch is
+    the runs its message names.
     """
     async with pool.acquire() as conn, conn.transaction():
         locked = await sync_runs.lock_unanalysed(conn, run_ids, limit)
