@@ -185,11 +185,13 @@ def daily(readings: Sequence[Reading] | ReadingColumns, timezone: str) -> Daily:
 def daily_many(users: Sequence[tuple[ReadingColumns, str]]) -> list[Daily]:
     """``daily`` of each (readings, timezone), in order, every user's readings in one pass: a
     user's 90 days are ~2,700 readings, where numpy's cost per call outweighs its cost per item."""
+    if not users:  # reduceat has no empty form
+        return []
     sizes = [len(columns) for columns, _ in users]
     owner = np.repeat(np.arange(len(users)), sizes)
-    seconds = np.concatenate([columns.seconds for columns, _ in users]) if users else np.empty(0)
-    values = np.concatenate([columns.values for columns, _ in users]) if users else np.empty(0)
-    metric = np.concatenate([columns.metric for columns, _ in users]) if users else np.empty(0, np.intp)
+    seconds = np.concatenate([columns.seconds for columns, _ in users])
+    values = np.concatenate([columns.values for columns, _ in users])
+    metric = np.concatenate([columns.metric for columns, _ in users])
     days = np.empty(seconds.size, np.int64)
     zones = [timezone for _, timezone in users]
     for timezone in dict.fromkeys(zones):

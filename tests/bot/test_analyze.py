@@ -116,6 +116,13 @@ def test_unusable_rows_are_skipped_and_counted_and_the_rest_analysed(tmp_path: P
     assert len(body["daily"]) == 1
 
 
+def test_a_file_with_no_usable_reading_gives_an_empty_analysis(tmp_path: Path) -> None:
+    body, stderr = analyze(tmp_path, [("mood", START.isoformat(), 3)])
+
+    assert "skipped 1 row(s); analysed 0" in stderr
+    assert body == {"cgm": None, "daily": [], "scores": {}, "anomalies": [], "correlations": []}
+
+
 @pytest.mark.parametrize(
     ("content", "args", "says"),
     [

@@ -216,3 +216,25 @@ async def test_an_analysis_takes_the_waiting_runs_along_and_skips_those_held_els
     assert len(alert_ids) == len(set(alert_ids)) == await pool.fetchval("SELECT count(*) FROM alerts")
     assert all(o.new_alert_ids for o in (*pair, *rest, *after))  # a tachycardia each
     assert await pool.fetchval("SELECT count(*) FROM sync_runs WHERE analysed_at IS NULL") == 0
+
+
+async def test_a_batch_of_runs_with_no_readings_is_analysed_and_raises_nothing(
+    fresh_pool: asyncpg.Pool, keyring: Keyring, workdir: Path
+) -> None:
+    pool, run_ids = fresh_pool, []
+    for tenant in ("empty-a", "empty-b"):
+        _, _, connection_id, _ = await make_patient(pool, keyring, tenant=tenant, alert_file=workdir / "a")
+        # A sync that found nothing: completed, with its window, and no reading stored.
+        run_ids.append(
+            await pool.fetchval(
+                "INSERT INTO sync_runs (connection_id, trigger, status, window_start, window_end, started_at,"
+                " finished_at) VALUES ($1, 'manual', 'completed', now() - interval '1 day', now(), now(), now())"
+                " RETURNING id",
+                connection_id,
+            )
+        )
+
+    outcomes = await analyse_waiting(pool, run_ids, limit=100)
+
+    assert [(o.run_id, o.new_alert_ids, o.analysis) for o in outcomes] == [(r, (), None) for r in run_ids]
+    assert await pool.fetchval("SELECT count(*) FROM sync_runs WHERE analysed_at IS NULL") == 0
