@@ -123,21 +123,20 @@ SHORTCUT_Q: Final = (1e-12, 0.5)
 
 def _significant(rho: Floats, n: Floats, max_q: float) -> tuple[Bools, Floats, Floats]:
     """(keep, p, q) of the tests with q ≤ ``max_q`` (within SHORTCUT_Q): the same floats as
-    ``benjamini_hochberg(_t_pvalues(rho, n))[1] <= max_q`` picks, for a twentieth of the t-tail calls.
+    ``benjamini_hochberg(_t_pvalues(rho, n))[1] <= max_q`` picks, for a few of the t-tail calls.
 
     The t tail (``special.stdtr``) costs ~0.2 µs a test, ~0.5 ms for 30 metrics, where the rest of
     the engine takes ~1 ms; most tests are nowhere near significant.  With m tests sorted by p,
-    q_k = min over j ≥ k of p_(j)·m/j.  A test with p above ``bound``, a hair over max_q, has
-    p·m/j > max_q (m/j ≥ 1, and the hair covers the two roundings), so it never decides a kept q.
-    The tests with p ≤ bound are the first ranks of the full order, and their p, ranks and q come
-    out as the full computation's.  They are found without the t tail: a t tail is heavier than
-    the normal one, so p ≤ bound needs |t| at least the normal quantile (less 0.1 % for rounding).
+    q_k = min over j ≥ k of p_(j)·m/j.  ``_candidates`` finds, from |t| alone, a p-value bound that
+    every test deciding a kept q lies under; the tests under it are the first ranks of the full
+    order, and their p, ranks and q come out as the full computation's.
     """
     bound = max_q * (1 + 1e-9)
     t = np.abs(_t_statistics(rho, n))
-    near = np.flatnonzero(t >= -float(special.ndtri(bound / 2)) * 0.999)
+    limit, p_bound = _candidates(t[None], np.array([rho.size]), bound)
+    near = np.flatnonzero(t >= limit[0])
     p_near = _t_pvalues(rho[near], n[near])
-    small = p_near <= bound
+    small = p_near <= p_bound[0]
     lowest, p_small = near[small], p_near[small]
     order = np.argsort(p_small, kind="stable")  # ties keep the index order, as the full sort does
     scaled = p_small[order] * rho.size / np.arange(1, p_small.size + 1)
@@ -147,6 +146,30 @@ def _significant(rho: Floats, n: Floats, max_q: float) -> tuple[Bools, Floats, F
     keep = np.zeros(rho.shape, bool)
     keep[lowest[kept]] = True
     return keep, p_small[kept], q_small[kept]
+
+
+def _candidates(t: Floats, tests: Ints, bound: float) -> tuple[Floats, Floats]:
+    """Per row of |t| (users × tests; NaN or 0 where a test is not made) and its user's number of
+    tests m: (the least |t|, the greatest p) of a test that can decide a q ≤ ``bound``.  A user
+    with none gets an infinite |t| and a p bound of 0.
+
+    If the test of rank j has p_(j)·m/j ≤ bound, the j tests up to it have p ≤ bound·j/m, so
+    j ≤ S(bound·j/m), S(b) counting the tests with p ≤ b.  A t tail is heavier than the normal
+    one, so p ≤ b needs |t| at least the normal quantile of b/2 (less 0.1 % for rounding): N(b),
+    the tests with that |t|, is at least S(b).  Starting from j ≤ N(bound), each j ≤ N_k gives
+    j ≤ S(bound·N_k/m) ≤ N(bound·N_k/m) = N_{k+1}, and the counts only fall; where they settle,
+    every such test has p ≤ bound·N/m.  On random data N goes ~140 → ~7 → 0 for 2,800 tests at
+    q ≤ 0.05, so most users need no t tail at all.
+    """
+    m = np.maximum(tests, 1).astype(np.float64)
+    count = tests.astype(np.float64)
+    while True:
+        p_bound = bound * count / m
+        limit = -special.ndtri(p_bound / 2) * 0.999  # ndtri(0) = −inf: no test qualifies
+        found = (t >= limit[:, None]).sum(axis=1)
+        if (found == count).all():
+            return limit, p_bound
+        count = found.astype(np.float64)
 
 
 def _presence_groups(present: Bools) -> tuple[Ints, Bools]:

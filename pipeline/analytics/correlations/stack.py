@@ -18,10 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from pipeline.analytics.correlations import Correlation, _checked, _correlations, _results, correlate, daily_matrix
-from pipeline.analytics.correlations.engine import SHORTCUT_Q, _pearson_shared
+from pipeline.analytics.correlations.engine import SHORTCUT_Q, _candidates, _pearson_shared
 from pipeline.analytics.correlations.primitives import Bools, Floats, _t_pvalues, _t_statistics, _tie_bounds
 from pipeline.analytics.series import DailyData
 
@@ -99,17 +98,18 @@ def _significant_many(
     tested = (wanted & (n >= min_pairs) & ~np.isnan(rho)).reshape(users, -1)
     bound = max_q * (1 + 1e-9)
     with np.errstate(invalid="ignore"):  # pairs not tested may have n < 2
-        t = np.abs(_t_statistics(rho, n)).reshape(users, -1)
-    near_user, near_at = np.nonzero(tested & (t >= -float(special.ndtri(bound / 2)) * 0.999))
+        t = np.where(tested, np.abs(_t_statistics(rho, n)).reshape(users, -1), 0.0)
+    tests = tested.sum(axis=1)
+    limit, p_bound = _candidates(t, tests, bound)
+    found: list[list[Correlation]] = [[] for _ in range(users)]
+    near_user, near_at = np.nonzero(t >= limit[:, None])
+    if not near_user.size:
+        return found
     flat_n, flat_rho, flat_pearson = (a.reshape(users, -1) for a in (n, rho, pearson))
     p_near = _t_pvalues(flat_rho[near_user, near_at], flat_n[near_user, near_at])
-    small = p_near <= bound
-    found: list[list[Correlation]] = [[] for _ in range(users)]
-    if not small.any():
-        return found
+    small = p_near <= p_bound[near_user]
     near_user, near_at, p_near = near_user[small], near_at[small], p_near[small]
     bounds = np.searchsorted(near_user, np.arange(users + 1))
-    tests = tested.sum(axis=1)
     for user in np.flatnonzero(np.diff(bounds)).tolist():
         at, p_small = near_at[bounds[user] : bounds[user + 1]], p_near[bounds[user] : bounds[user + 1]]
         # engine._significant from here, over this user's tests in their flat order.
