@@ -271,6 +271,10 @@ def _rolling_means(
     width = int(column.max()) + 1
     if first.size * width > GRID_CELLS:
         return _rolling_means_searched(series, day, avg)
+    if day.size == first.size * (width - 1):
+        # Every series has a value on each of the same number of days (a device worn daily): the
+        # groups are the grid already, less its column of zeros, and the days counted are known.
+        return _rolling_means_full(avg.reshape(first.size, width - 1))
     cell = row * width + column
     sums = np.zeros((first.size, width))
     days = np.zeros((first.size, width))
@@ -285,6 +289,21 @@ def _rolling_means(
         total[:, window:] -= sums[:, :-window]
         count[:, window:] -= days[:, :-window]
         found[window] = np.take(total, cell) / np.take(count, cell)
+    return found
+
+
+def _rolling_means_full(avg: npt.NDArray[np.float64]) -> dict[int, npt.NDArray[np.float64]]:
+    """``_rolling_means`` of series × days with no day missing: the same prefix sums, over
+    min(day number, window) days.  The grid's leading 0.0 only turns a −0.0 sum into 0.0, and
+    adding 0.0 does that here."""
+    sums = np.cumsum(avg, axis=1)
+    sums += 0.0
+    counted = np.arange(1, avg.shape[1] + 1, dtype=np.float64)
+    found = {}
+    for window in ROLLING:
+        total = sums.copy()
+        total[:, window:] -= sums[:, :-window]
+        found[window] = (total / np.minimum(counted, window)).ravel()
     return found
 
 

@@ -116,6 +116,36 @@ def test_rolling_averages_equal_the_one_metric_definition(grid_cells: int, monke
             assert found.avg_30d[rows].tolist() == rolling_mean(days, series.values, 30).tolist()
 
 
+def test_rolling_averages_of_series_with_no_day_missing_equal_the_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A value every day for every metric (a device worn daily) skips the calendar grid: the same floats.
+    calls: list[tuple[int, ...]] = []
+    original = aggregates._rolling_means_full
+    monkeypatch.setattr(aggregates, "_rolling_means_full", lambda avg: calls.append(avg.shape) or original(avg))
+    rng = np.random.default_rng(12)
+    start = datetime(2026, 7, 1, 8, tzinfo=UTC).timestamp()
+    for _ in range(20):
+        days, metrics = int(rng.integers(1, 100)), int(rng.integers(1, 8))
+        users = []
+        for _ in range(int(rng.integers(1, 5))):
+            values = np.round(rng.normal(0, 1, (metrics, days)), int(rng.integers(0, 2)))
+            values[rng.random(values.shape) < 0.2] = -0.0
+            users.append(
+                ReadingColumns(
+                    tuple(f"m{m}" for m in range(metrics)),
+                    np.repeat(np.arange(metrics), days),
+                    np.tile(start + np.arange(days) * 86_400.0, metrics),
+                    values.ravel(),
+                )
+            )
+        for found in daily_many([(columns, "UTC") for columns in users]):
+            for name, series in found.means.items():
+                rows = found.metric == found.metrics.index(name)
+                day_numbers = series.days.astype(np.int64)
+                for window, averages in ((7, found.avg_7d), (30, found.avg_30d)):
+                    assert averages[rows].tolist() == rolling_mean(day_numbers, series.values, window).tolist()
+    assert len(calls) == 20
+
+
 def test_ordering_by_key_then_value_is_lexsort() -> None:
     rng = np.random.default_rng(5)
     for trial in range(5_000):
