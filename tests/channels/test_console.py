@@ -37,7 +37,11 @@ ALERT = Alert(
         ("console", {"path": "  "}, "console: path must be a non-empty string"),
         ("console", {"stdout": "yes"}, "console: stdout must be true or false"),
         ("console", {"colour": "red"}, "console: unknown field(s) colour"),
-        ("pager", {}, "unknown channel kind 'pager'; known: console, discord, email, ntfy, slack, teams, webhook, webpush"),  # noqa: E501
+        (
+            "pager",
+            {},
+            "unknown channel kind 'pager'; known: console, discord, email, ntfy, slack, teams, webhook, webpush",
+        ),
     ],
 )
 def test_invalid_config_is_refused_with_a_message_fit_for_the_user(
