@@ -13,7 +13,8 @@ from pipeline.providers.simulator import issue_tokens
 
 DEMO_TENANT = "demo"
 DEMO_PATIENT = "patient-001"
-# Today's resting heart rate is 118 bpm: above the tachycardia threshold, so one alert.
+# Today's resting heart rate is 118 bpm: above the tachycardia threshold, so one alert.  Its
+# ordinary days are steady (the simulator's ``steady``), so that is the only alert on any date.
 DEMO_ANOMALIES = [{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]
 
 
@@ -46,7 +47,7 @@ async def seed_demo(pool: asyncpg.Pool, keyring: Keyring, data_dir: Path) -> Dem
                 user_id=user_id,
                 provider="simulator",
                 tokens=issue_tokens(),
-                settings={"seed": DEMO_PATIENT, "anomalies": DEMO_ANOMALIES},
+                settings={"seed": DEMO_PATIENT, "anomalies": DEMO_ANOMALIES, "steady": True},
             )
         channel_id = await conn.fetchval(
             "SELECT id FROM notification_channels WHERE tenant_id = $1 AND kind = 'console' ORDER BY id LIMIT 1",

@@ -19,6 +19,12 @@ Settings (``connections.settings``):
 * ``anomalies``: explicit overrides, ``[{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]``;
   days count back from the latest daily summary of the window (before 07:00 UTC, yesterday's).
 * ``cgm``: true to stream 5-minute glucose.
+* ``steady``: true for ordinary days that repeat one week.  Each metric's seven daily values are
+  its usual level plus its spread times the normal distribution's quantiles at 1/8 … 7/8, in an
+  order drawn from the seed, so no ordinary day stands out from its own baseline: only the
+  anomalies and scenarios raise alerts, whatever the date (the demo patient's data).  Without
+  it, days are drawn at random and vary like a person's, so on some dates a seed's own data
+  trips a personal-baseline rule.
 * ``pace_ms``: a pause after each day, so a sync takes long enough to interrupt in a drill.
 
 It issues and rotates tokens like an OAuth provider, so refresh and sealing run for real.
@@ -30,6 +36,7 @@ import asyncio
 import math
 import random
 import secrets
+import statistics
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -129,6 +136,7 @@ class Simulator(Provider):
         injected = {(metric, ago): value for name in scenarios for metric, ago, value in SCENARIOS[name]}
         injected |= {(a["metric"], int(a.get("days_ago", 0))): float(a["value"]) for a in settings.get("anomalies", [])}
         cgm = bool(settings.get("cgm")) or "hypoglycaemia" in scenarios
+        steady = bool(settings.get("steady"))
         pace = float(settings.get("pace_ms", 0)) / 1000
         today = window.end.astimezone(UTC).date()
         # Days are counted back from the latest summary the window holds, so an event "0 days
@@ -145,7 +153,7 @@ class Simulator(Provider):
                 daily: dict[str, float] = {}
                 for metric, profile in PROFILES.items():
                     override = injected.get((metric, ago))
-                    value = override if override is not None else _value(seed, day, metric, profile, window.end)
+                    value = override if override is not None else _value(seed, day, metric, profile, window.end, steady)
                     daily[metric] = value
                     yield Reading(metric, recorded_at, value, profile.unit)
                 if "weight_gain" in scenarios:
@@ -153,7 +161,8 @@ class Simulator(Provider):
                 if "bad_values" in scenarios and ago == 0:
                     for metric, value in BAD_VALUES:
                         yield Reading(metric, recorded_at, value, PROFILES[metric].unit)
-                for session in (_night(seed, day, daily["sleep_duration"], window.end), _workout(seed, day)):
+                night = _night(seed, day, daily["sleep_duration"], window.end, steady)
+                for session in (night, _workout(seed, day)):
                     # Only an injected sleep_duration can run a night past the summary: a tracker
                     # reports a session once it has ended.
                     if session is not None and session.ended_at <= window.end:
@@ -173,16 +182,26 @@ def latest_summary(end: datetime) -> date:
     return (end.astimezone(UTC) - timedelta(hours=READING_TIME.hour, minutes=READING_TIME.minute)).date()
 
 
-def _value(seed: str, day: date, metric: str, profile: Profile, now: datetime) -> float:
-    rng = random.Random(f"{seed}:{day.isoformat()}:{metric}")
-    value = min(profile.high, max(profile.low, rng.gauss(profile.mean, profile.spread)))
+# A steady week's deviations, in spreads: the normal quantiles at 1/8 … 7/8.  Over whole weeks
+# their median is 0 and their median absolute deviation 0.67, so a day's modified z is at most
+# 0.6745 × 1.15 / 0.67 ≈ 1.15; and no day's resting heart rate is 4 bpm over the median (3.45).
+STEADY_WEEK = tuple(statistics.NormalDist().inv_cdf((i + 1) / 8) for i in range(7))
+
+
+def _value(seed: str, day: date, metric: str, profile: Profile, now: datetime, steady: bool = False) -> float:
+    if steady:
+        order = random.Random(f"{seed}:{metric}:week").sample(STEADY_WEEK, len(STEADY_WEEK))
+        drawn = profile.mean + profile.spread * order[day.weekday()]
+    else:
+        drawn = random.Random(f"{seed}:{day.isoformat()}:{metric}").gauss(profile.mean, profile.spread)
+    value = min(profile.high, max(profile.low, drawn))
     if profile.cumulative and day == now.date():
         # Today's total so far: grows through the day, final once the day is over.
         value *= min(1.0, (now - datetime.combine(day, time(0, tzinfo=UTC))) / timedelta(days=1))
     return round(value, profile.digits)
 
 
-def _night(seed: str, day: date, minutes: float, now: datetime) -> Session | None:
+def _night(seed: str, day: date, minutes: float, now: datetime, steady: bool = False) -> Session | None:
     """The night that ended on the morning of ``day``, lasting ``minutes``; None for an injected
     sleep_duration that no night could last (not between a minute and a day).
 
@@ -194,7 +213,8 @@ def _night(seed: str, day: date, minutes: float, now: datetime) -> Session | Non
     whole = round(minutes)
     rng = random.Random(f"{seed}:{day.isoformat()}:night")
     woke = datetime.combine(day, WAKE_TIME) + timedelta(minutes=rng.randint(0, WAKE_SPREAD_MIN))
-    started = woke - timedelta(minutes=_value(seed, day, "sleep_duration", PROFILES["sleep_duration"], now))
+    own = _value(seed, day, "sleep_duration", PROFILES["sleep_duration"], now, steady)
+    started = woke - timedelta(minutes=own)
     details = {stage: round(whole * rng.uniform(low, high)) for stage, (low, high) in STAGE_SHARES.items()}
     details["light_min"] = whole - sum(details.values())
     return Session("sleep", started, started + timedelta(minutes=whole), None, details)

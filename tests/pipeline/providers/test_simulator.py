@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from db.metrics import Reading
+from pipeline.analytics.analysis import analyse, check_from
 from pipeline.providers.base import Window
 from pipeline.providers.simulator import Simulator, latest_summary
 
@@ -66,3 +67,27 @@ async def test_before_the_days_summary_an_event_of_today_lands_on_the_latest_sum
 
     assert max(heart) == yesterday == latest_summary(early) and heart[yesterday] == 118
     assert latest_summary(NOW) == NOW.date()
+
+
+async def synced(settings: dict[str, object], end: datetime, days: int = 30) -> list[Reading]:
+    found = Simulator().fetch({}, Window(end - timedelta(days=days), end), settings)
+    return [r async for r in found if isinstance(r, Reading)]
+
+
+async def test_steady_days_repeat_one_week_and_only_an_injected_anomaly_is_found_on_any_date() -> None:
+    # Random days trip a personal-baseline rule by themselves on some dates (a quarter of the
+    # seeds and dates tried); steady ones never do, so the demo raises its one alert every day.
+    tachycardia = [{"metric": "resting_heart_rate", "value": 118, "days_ago": 0}]
+    for seed in ("patient-001", "s"):
+        for days_on in range(0, 56, 3):
+            end = datetime(2026, 11, 1, 9, tzinfo=UTC) + timedelta(days=days_on)
+            plain = await synced({"seed": seed, "steady": True}, end)
+            steps = {r.recorded_at.date(): r.value for r in plain if r.metric == "steps"}
+            week_ago = {day: steps[day - timedelta(days=7)] for day in steps if day - timedelta(days=7) in steps}
+            assert week_ago and all(steps[day] == value for day, value in week_ago.items() if day < end.date())
+            for anomalies, expected in (([], []), (tachycardia, [("rhr-high", "resting_heart_rate")])):
+                found = await synced({"seed": seed, "steady": True, "anomalies": anomalies}, end)
+                start, latest = (end - timedelta(days=30)).date(), max(r.recorded_at for r in found).date()
+                result = analyse(found, "UTC", check_from=check_from(start, latest), today=end.date())
+                assert result is not None
+                assert [(f.rule, f.metric) for f in result.findings] == expected, (seed, end)
