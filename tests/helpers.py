@@ -46,7 +46,8 @@ async def make_patient(
     tokens: dict[str, Any] | None = None,
     min_severity: str = "warning",
 ) -> tuple[int, int, int, int]:
-    """A tenant with one patient, a connection and a console channel with one rule.
+    """A tenant with one patient, a connection and a console channel with one rule.  On the
+    simulator the patient's ordinary days are steady, so only ``anomalies`` raise alerts, on any date.
 
     Returns (tenant_id, user_id, connection_id, channel_id).
     """
@@ -59,7 +60,7 @@ async def make_patient(
             user_id=user_id,
             provider=provider,
             tokens=tokens if tokens is not None else issue_tokens(),
-            settings={"seed": tenant, "anomalies": anomalies or []},
+            settings={"seed": tenant, "anomalies": anomalies or [], "steady": True},
         )
         channel_id = await notification_channels.create_channel(
             conn,
